@@ -1,0 +1,72 @@
+"""The draft-engine interface that the decode loop knows."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+
+class ProposalMode(enum.Enum):
+    """Which tokens of the denoised canvas a drafter proposes, and with what distribution.
+
+    ARGMAX: the final argmax canvas. Given the drafter's own random noise (drawn independently of
+        the verifier's randomness), the proposal is a deterministic function of the context, so the
+        distribution each token was drawn from is one-hot. Speculative sampling is exact for any
+        draft distribution, one-hot included, and greedy verification ignores it.
+    RESAMPLE: each token re-drawn independently from the last denoising step's distribution (the
+        temperature-scheduled logits). The tokens are conditionally independent given those
+        logits, so the distribution of token i given the context and the earlier draft tokens is
+        exactly that step's row i: the acceptance test sees the true draft distribution.
+    """
+
+    ARGMAX = "argmax"
+    RESAMPLE = "resample"
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A proposed block.
+
+    Attributes:
+        tokens: ``[B, K]`` long.
+        probs: ``[B, K, V]`` float32, row i the exact distribution ``tokens[:, i]`` was drawn from.
+        denoising_steps_used: steps actually run (the early stop may end before the cap).
+    """
+
+    tokens: torch.Tensor
+    probs: torch.Tensor
+    denoising_steps_used: int
+
+    def __post_init__(self) -> None:
+        batch, k = self.tokens.shape
+        assert self.probs.shape[:2] == (batch, k), (
+            f"probs must be [B, K, V] with [B, K] = {(batch, k)}, got {tuple(self.probs.shape)}"
+        )
+
+
+class DraftSession(Protocol):
+    """One generation's drafting state (for a diffusion drafter: its encoder cache)."""
+
+    def propose(
+        self,
+        new_tokens: torch.Tensor,
+        block_size: int,
+        denoising_steps: int,
+        generator: torch.Generator,
+        recycle_canvas: bool = False,
+    ) -> Draft:
+        """Append ``new_tokens`` ``[B, n]`` (committed since the last call) and propose ``block_size`` tokens."""
+
+
+class DraftEngine(Protocol):
+    """A drafter: a canvas length, a vocabulary, and sessions that start from a prompt."""
+
+    canvas_length: int
+    vocab_size: int
+    tokenizer: object | None
+
+    def session(self, prompt_ids: torch.Tensor) -> DraftSession:
+        """A new session whose context is ``prompt_ids`` ``[B, T]``."""

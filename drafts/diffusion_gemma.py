@@ -1,0 +1,221 @@
+"""The DiffusionGemma draft engine: the model's own denoising loop, run as a drafter.
+
+Per round the session (1) appends the tokens committed since the last round to the encoder's KV
+cache and (2) denoises a fresh canvas of ``canvas_length`` tokens against that cache. Both happen
+in the first forward call of the round: the committed tokens go in as ``input_ids`` and the canvas
+as ``decoder_input_ids``, so a round with one denoising step is one model call. The cache only
+ever holds committed tokens, so it needs no rollback.
+
+Each denoising step follows transformers' reference sampler
+(``transformers.models.diffusion_gemma.generation_diffusion_gemma``): logits divided by the linear
+temperature schedule, a token drawn per position, the entropy-bound sampler keeping the
+lowest-entropy positions and renoising the rest with uniform random tokens, self-conditioning on
+the previous step's logits, and the stable-and-confident early stop. All randomness comes from the
+generator the decode loop passes in, so seeded runs repeat exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import DiffusionGemmaForBlockDiffusion, DynamicCache
+from transformers.models.diffusion_gemma.generation_diffusion_gemma import (
+    EntropyBoundSampler,
+    EntropyBoundSamplerConfig,
+    LinearTemperatureScheduleLogitsProcessor,
+    StableAndConfidentStoppingCriteria,
+)
+
+from specdiff.drafts.base import Draft, ProposalMode
+from specdiff.errors import SpecdiffError
+from specdiff.loading import load_model, load_tokenizer
+
+# transformers' defaults for a checkpoint whose generation config leaves a value unset.
+_REFERENCE_DEFAULTS = {
+    "entropy_bound": 0.1,
+    "t_min": 0.4,
+    "t_max": 0.8,
+    "stability_threshold": 1,
+    "confidence_threshold": 0.005,
+}
+
+
+@dataclass(frozen=True)
+class DenoisingConfig:
+    """The denoising sampler's settings (the cap on steps comes from each round's choice)."""
+
+    entropy_bound: float = _REFERENCE_DEFAULTS["entropy_bound"]
+    t_min: float = _REFERENCE_DEFAULTS["t_min"]
+    t_max: float = _REFERENCE_DEFAULTS["t_max"]
+    stability_threshold: int = _REFERENCE_DEFAULTS["stability_threshold"]
+    confidence_threshold: float = _REFERENCE_DEFAULTS["confidence_threshold"]
+
+    @classmethod
+    def from_generation_config(cls, generation_config: Any) -> DenoisingConfig:
+        """The checkpoint's own defaults, falling back to transformers' reference values."""
+
+        def read(name: str) -> Any:
+            value = getattr(generation_config, name, None)
+            return _REFERENCE_DEFAULTS[name] if value is None else value
+
+        sampler = getattr(generation_config, "sampler_config", None)
+        bound = getattr(sampler, "entropy_bound", None)
+        return cls(
+            entropy_bound=_REFERENCE_DEFAULTS["entropy_bound"] if bound is None else float(bound),
+            t_min=float(read("t_min")),
+            t_max=float(read("t_max")),
+            stability_threshold=int(read("stability_threshold")),
+            confidence_threshold=float(read("confidence_threshold")),
+        )
+
+
+class DiffusionGemmaDrafter:
+    """Wraps a ``DiffusionGemmaForBlockDiffusion`` as a draft engine.
+
+    Args:
+        model: the diffusion model (any device and dtype).
+        tokenizer: optional; used by the decoder for string prompts.
+        proposal_mode: which canvas tokens to propose (see ``ProposalMode``).
+        denoising: sampler settings; the checkpoint's generation config when omitted.
+    """
+
+    def __init__(
+        self,
+        model: DiffusionGemmaForBlockDiffusion,
+        tokenizer: Any | None = None,
+        proposal_mode: ProposalMode = ProposalMode.ARGMAX,
+        denoising: DenoisingConfig | None = None,
+    ) -> None:
+        if not isinstance(model, DiffusionGemmaForBlockDiffusion):
+            raise SpecdiffError(
+                f"DiffusionGemmaDrafter needs a DiffusionGemmaForBlockDiffusion, got {type(model).__name__}"
+            )
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.proposal_mode = ProposalMode(proposal_mode)
+        self.denoising = denoising or DenoisingConfig.from_generation_config(model.generation_config)
+        self.canvas_length: int = int(model.config.canvas_length)
+        self.vocab_size: int = int(model.config.text_config.vocab_size)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_id: str | os.PathLike[str],
+        proposal_mode: ProposalMode = ProposalMode.ARGMAX,
+        denoising: DenoisingConfig | None = None,
+        **kwargs: Any,
+    ) -> DiffusionGemmaDrafter:
+        """Load from a saved folder or hub id; ``dtype``, ``device_map`` and other kwargs pass through."""
+        model = load_model(DiffusionGemmaForBlockDiffusion, path_or_id, **kwargs)
+        return cls(model, load_tokenizer(path_or_id), proposal_mode=proposal_mode, denoising=denoising)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    def session(self, prompt_ids: torch.Tensor) -> DiffusionDraftSession:
+        return DiffusionDraftSession(self, prompt_ids)
+
+
+class DiffusionDraftSession:
+    """One generation's drafting state: the encoder cache over committed tokens."""
+
+    def __init__(self, drafter: DiffusionGemmaDrafter, prompt_ids: torch.Tensor) -> None:
+        assert prompt_ids.dim() == 2 and prompt_ids.shape[1] >= 1, "prompt_ids must be [B, T] with T >= 1"
+        self.drafter = drafter
+        model = drafter.model
+        self.cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+        self.device = drafter.device
+        self.unencoded = prompt_ids.to(self.device)  # committed tokens not yet in the cache
+        self.encoded_length = 0
+        self.last_canvas: torch.Tensor | None = None  # [B, C], for canvas recycling
+        self.sampler = EntropyBoundSampler(
+            EntropyBoundSamplerConfig(entropy_bound=drafter.denoising.entropy_bound),
+            canvas_length=drafter.canvas_length,
+            vocab_size=drafter.vocab_size,
+            max_denoising_steps=1,
+        )
+
+    def _noise(self, batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randint(
+            0, self.drafter.vocab_size, (batch, length), generator=generator, device=self.device
+        )
+
+    def _starting_canvas(self, batch: int, shift: int, recycle: bool, generator: torch.Generator) -> torch.Tensor:
+        """Fresh noise, or the last canvas's unconsumed tail shifted into place with noise behind it."""
+        length = self.drafter.canvas_length
+        if not recycle or self.last_canvas is None or shift >= length:
+            return self._noise(batch, length, generator)
+        return torch.cat([self.last_canvas[:, shift:], self._noise(batch, shift, generator)], dim=1)
+
+    @torch.no_grad()
+    def propose(
+        self,
+        new_tokens: torch.Tensor,
+        block_size: int,
+        denoising_steps: int,
+        generator: torch.Generator,
+        recycle_canvas: bool = False,
+    ) -> Draft:
+        """Encode ``new_tokens`` ``[B, n]``, denoise a canvas, and propose its first ``block_size`` tokens.
+
+        Returns:
+            ``Draft`` with tokens ``[B, block_size]`` and probs ``[B, block_size, V]``.
+        """
+        drafter = self.drafter
+        canvas_length = drafter.canvas_length
+        assert 1 <= block_size <= canvas_length, f"block_size {block_size} outside 1..{canvas_length}"
+        assert denoising_steps >= 1, "denoising_steps must be >= 1"
+        pending = torch.cat([self.unencoded, new_tokens.to(self.device)], dim=1)  # [B, n]
+        batch, n_pending = pending.shape
+        start = self.encoded_length
+        position_ids = torch.arange(start, start + n_pending, device=self.device)[None]
+        canvas_positions = torch.arange(
+            start + n_pending, start + n_pending + canvas_length, device=self.device
+        )[None]
+        cfg = drafter.denoising
+        schedule = LinearTemperatureScheduleLogitsProcessor(cfg.t_min, cfg.t_max, denoising_steps)
+        stopper = StableAndConfidentStoppingCriteria(cfg.stability_threshold, cfg.confidence_threshold)
+        canvas = self._starting_canvas(batch, n_pending, recycle_canvas, generator)
+        self_conditioning = None
+        steps_used = 0
+        for cur_step in range(denoising_steps, 0, -1):  # steps remaining, as in transformers
+            encode_now = steps_used == 0 and n_pending > 0
+            out = drafter.model(
+                input_ids=pending if encode_now else None,
+                position_ids=position_ids if encode_now else None,
+                past_key_values=self.cache,
+                decoder_input_ids=canvas,
+                decoder_position_ids=canvas_positions,
+                self_conditioning_logits=self_conditioning,
+                use_cache=True,
+            )
+            steps_used += 1
+            logits = schedule(None, out.logits, cur_step=cur_step)  # [B, C, V] float32
+            argmax_canvas = logits.argmax(dim=-1)
+            # The last step's renoised canvas would be thrown away, so skip the sampler there.
+            if cur_step == 1 or bool(stopper(argmax_canvas, logits).all()):
+                break
+            probs = torch.softmax(logits, dim=-1)
+            denoised = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(
+                batch, canvas_length
+            )
+            kept = self.sampler.accept_canvas(canvas, denoised, logits, cur_step)
+            canvas = torch.where(self.sampler.accepted_token_mask, kept, self._noise(batch, canvas_length, generator))
+            self_conditioning = logits.to(drafter.model.get_input_embeddings().weight.dtype)
+        self.encoded_length += n_pending
+        self.unencoded = pending[:, :0]
+        self.last_canvas = argmax_canvas
+        head = logits[:, :block_size]  # [B, K, V]
+        if drafter.proposal_mode is ProposalMode.ARGMAX:
+            tokens = argmax_canvas[:, :block_size]
+            probs = torch.nn.functional.one_hot(tokens, head.shape[-1]).to(torch.float32)
+        else:
+            probs = torch.softmax(head, dim=-1)
+            tokens = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(
+                batch, block_size
+            )
+        return Draft(tokens=tokens, probs=probs, denoising_steps_used=steps_used)

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets up .venv with everything specdiff needs (CPU torch), idempotently. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import specdiff.decoding, specdiff.drafts, specdiff.verifiers" \
+  || { echo "setup failed: specdiff does not import" >&2; exit 1; }

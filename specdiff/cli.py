@@ -1,0 +1,202 @@
+"""The ``specdiff`` command line: thin commands that build a config and call the library.
+
+Every command turns a ``SpecdiffError`` (and any other failure) into one line on stderr and exit
+code 2; ``SPECDIFF_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="specdiff",
+    help=(
+        "Lossless speculative decoding: a DiffusionGemma drafter proposes a block of tokens, an "
+        "autoregressive verifier keeps the longest acceptable prefix in one forward pass. Output is "
+        "exactly the verifier's own (greedy: same tokens; sampling: same distribution), only sooner. "
+        "With no model named, commands use the embedded pocket pair."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(func: F) -> F:
+    """Print one clear line and exit 2 instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as err:  # noqa: BLE001 - the CLI boundary: everything becomes one line
+            if os.environ.get("SPECDIFF_DEBUG"):
+                raise
+            from specdiff.errors import SpecdiffError
+
+            kind = "" if isinstance(err, SpecdiffError) else f"{type(err).__name__}: "
+            err_console.print(f"[bold red]error:[/] {kind}{err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """What ``specdiff generate`` runs; the CLI's defaults come from here."""
+
+    prompt: str
+    drafter: str | None = None
+    verifier: str | None = None
+    max_new_tokens: int = 128
+    block_size: int | None = None
+    denoising_steps: int | None = None
+    temperature: float = 0.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    dtype: str | None = None
+    device_map: str | None = None
+
+
+_GEN_DEFAULTS = {f.name: f.default for f in fields(GenerateOptions)}
+
+
+def load_decoder(drafter: str | None, verifier: str | None, dtype: str | None = None,
+                 device_map: str | None = None) -> Any:
+    """A ``SpeculativeDecoder`` for the named models, or the pocket pair when neither is named."""
+    if (drafter is None) != (verifier is None):
+        from specdiff.errors import SpecdiffError
+
+        raise SpecdiffError("name both --drafter and --verifier, or neither to use the pocket pair")
+    if drafter is None:
+        from specdiff.pocket import load_pocket
+
+        return load_pocket()
+    from specdiff.decoding import SpeculativeDecoder
+    from specdiff.drafts import DiffusionGemmaDrafter
+    from specdiff.verifiers import CausalLMVerifier
+
+    kwargs: dict[str, Any] = {}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    return SpeculativeDecoder(
+        DiffusionGemmaDrafter.from_pretrained(drafter, **kwargs),
+        CausalLMVerifier.from_pretrained(verifier, **kwargs),
+    )
+
+
+def run_generate(options: GenerateOptions) -> Any:
+    """Load the models and generate; returns the ``GenerationResult``."""
+    from specdiff.sampling import SamplingConfig
+
+    SamplingConfig(options.temperature, options.top_k, options.top_p)  # refuse bad input before loading
+    if options.max_new_tokens < 0:
+        from specdiff.errors import SpecdiffError
+
+        raise SpecdiffError(f"--max-new-tokens must be >= 0 (got {options.max_new_tokens})")
+    decoder = load_decoder(options.drafter, options.verifier, options.dtype, options.device_map)
+    return decoder.generate(
+        options.prompt,
+        max_new_tokens=options.max_new_tokens,
+        block_size=options.block_size,
+        denoising_steps=options.denoising_steps,
+        temperature=options.temperature,
+        top_k=options.top_k,
+        top_p=options.top_p,
+        seed=options.seed,
+    )
+
+
+@app.command()
+@friendly_errors
+def generate(
+    prompt: str = typer.Argument(..., help="Text to continue."),
+    drafter: str | None = typer.Option(_GEN_DEFAULTS["drafter"], help="Drafter folder or hub id."),
+    verifier: str | None = typer.Option(_GEN_DEFAULTS["verifier"], help="Verifier folder or hub id."),
+    block_size: int | None = typer.Option(
+        _GEN_DEFAULTS["block_size"], help="Draft tokens per round (1..canvas). Default: the controller's."
+    ),
+    steps: int | None = typer.Option(
+        _GEN_DEFAULTS["denoising_steps"], help="Cap on denoising steps per round. Default: the controller's."
+    ),
+    temperature: float = typer.Option(_GEN_DEFAULTS["temperature"], help="0 = greedy."),
+    top_k: int | None = typer.Option(_GEN_DEFAULTS["top_k"], help="Verifier top-k (unset: none)."),
+    top_p: float | None = typer.Option(_GEN_DEFAULTS["top_p"], help="Verifier top-p in (0, 1] (unset: none)."),
+    max_new_tokens: int = typer.Option(_GEN_DEFAULTS["max_new_tokens"], help="Most new tokens."),
+    seed: int | None = typer.Option(_GEN_DEFAULTS["seed"], help="Seed for repeatable runs."),
+    dtype: str | None = typer.Option(_GEN_DEFAULTS["dtype"], help="e.g. bfloat16 (default: the checkpoint's)."),
+    device_map: str | None = typer.Option(_GEN_DEFAULTS["device_map"], help="e.g. auto, cuda, cpu."),
+) -> None:
+    """Continue PROMPT by speculative decoding and print the text and a summary."""
+    result = run_generate(
+        GenerateOptions(prompt, drafter, verifier, max_new_tokens, block_size, steps, temperature, top_k,
+                        top_p, seed, dtype, device_map)
+    )
+    print_generation(prompt, result)
+
+
+def print_generation(prompt: str, result: Any) -> None:
+    from rich.table import Table
+
+    console.print(f"[dim]{prompt}[/]", end="", highlight=False, markup=True, soft_wrap=True)
+    console.print(result.text, highlight=False, markup=False, soft_wrap=True)
+    split = result.time_split()
+    total = sum(split.values()) or 1.0
+    table = Table(title="speculative decoding", show_header=False, title_justify="left")
+    table.add_row("new tokens", str(len(result.token_ids)))
+    table.add_row("tokens/s", f"{result.tokens_per_s:.1f}")
+    table.add_row("rounds", str(result.num_rounds))
+    table.add_row("mean acceptance length", f"{result.mean_acceptance_length:.2f}")
+    table.add_row("acceptance rate", f"{result.acceptance_rate:.1%}")
+    table.add_row(
+        "round time split",
+        f"draft {split['draft_s'] / total:.0%} · verify {split['verify_s'] / total:.0%} · "
+        f"other {split['other_s'] / total:.0%}",
+    )
+    console.print(table)
+
+
+tiny_app = typer.Typer(help="Tiny random-weight checkpoints for trying the loading path offline.",
+                       no_args_is_help=True)
+app.add_typer(tiny_app, name="tiny")
+
+
+@tiny_app.command("build")
+@friendly_errors
+def tiny_build(out: Path = typer.Argument(..., help="Folder to write verifier/ and drafter/ into.")) -> None:
+    """Save a tiny random Gemma 4 verifier and DiffusionGemma drafter (they accept almost nothing)."""
+    from specdiff.tiny import build_tiny_pair
+
+    verifier_dir, drafter_dir = build_tiny_pair(out)
+    console.print(f"verifier: {verifier_dir}\ndrafter:  {drafter_dir}")
+
+
+def main() -> None:
+    # transformers' per-file progress bars drown the one-line summaries this CLI prints.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    app(prog_name="specdiff")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,365 @@
+"""Controllers: small policies that pick each round's block size and denoising steps.
+
+A controller sees every finished round's ``RoundStats`` through ``observe`` and answers ``choose``
+before the next round. A choice with ``block_size == 0`` means "no draft this round": the verifier
+decodes one token alone (plain decoding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import numpy as np
+
+from specdiff.cost import CostModel
+from specdiff.errors import SpecdiffError
+from specdiff.metrics import RoundStats
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What the next round runs: ``block_size`` draft tokens from ``denoising_steps`` steps."""
+
+    block_size: int
+    denoising_steps: int
+    recycle_canvas: bool = False
+
+
+class Controller(Protocol):
+    def reset(self, canvas_length: int) -> None:
+        """Called at the start of each generation with the drafter's canvas length."""
+
+    def choose(self) -> Choice:
+        """The next round's block size and denoising steps."""
+
+    def observe(self, stats: RoundStats) -> None:
+        """Learn from a finished round."""
+
+
+def check_block_and_steps(block_size: int, denoising_steps: int, canvas_length: int) -> None:
+    """Refuse a block size or step count the drafter cannot run, naming the fix."""
+    if not 1 <= block_size <= canvas_length:
+        raise SpecdiffError(
+            f"block_size must be between 1 and the drafter's canvas length {canvas_length} "
+            f"(got {block_size}); pick a block size in that range"
+        )
+    if denoising_steps < 1:
+        raise SpecdiffError(f"denoising_steps must be >= 1 (got {denoising_steps})")
+
+
+@dataclass
+class Fixed:
+    """The same block size and denoising steps every round."""
+
+    block_size: int = 16
+    denoising_steps: int = 1
+    recycle_canvas: bool = False
+
+    def reset(self, canvas_length: int) -> None:
+        check_block_and_steps(self.block_size, self.denoising_steps, canvas_length)
+
+    def choose(self) -> Choice:
+        return Choice(self.block_size, self.denoising_steps, self.recycle_canvas)
+
+    def observe(self, stats: RoundStats) -> None:
+        del stats  # a fixed policy learns nothing
+
+
+@dataclass
+class Heuristic:
+    """transformers' assisted-decoding schedule: +2 after a fully accepted block, -1 otherwise.
+
+    The block size starts at ``start_block_size`` (transformers' ``num_assistant_tokens`` default,
+    20) at every generation and stays within 1..canvas; the denoising steps never change.
+    """
+
+    start_block_size: int = 20
+    denoising_steps: int = 1
+    recycle_canvas: bool = False
+    block_size: int = field(default=0, init=False)
+    canvas_length: int = field(default=0, init=False)
+
+    def reset(self, canvas_length: int) -> None:
+        check_block_and_steps(1, self.denoising_steps, canvas_length)
+        if self.start_block_size < 1:
+            raise SpecdiffError(f"start_block_size must be >= 1 (got {self.start_block_size})")
+        self.canvas_length = canvas_length
+        self.block_size = min(self.start_block_size, canvas_length)
+
+    def choose(self) -> Choice:
+        return Choice(self.block_size, self.denoising_steps, self.recycle_canvas)
+
+    def observe(self, stats: RoundStats) -> None:
+        if stats.proposed == 0:  # the last token of an output is never drafted: nothing to learn
+            return
+        step = 2 if stats.fully_accepted else -1
+        self.block_size = min(max(self.block_size + step, 1), self.canvas_length)
+
+
+# -- Adaptive: pure helpers ------------------------------------------------------------------------
+
+
+def block_grid(canvas_length: int) -> tuple[int, ...]:
+    """The block sizes Adaptive weighs: 1, 2, 3, 4, 6, 8, 12, ... (powers of two and 1.5x them)
+    up to the canvas, and the canvas itself. A coarse grid, so neighbouring sizes cannot thrash."""
+    sizes = {canvas_length}
+    power = 1
+    while power <= canvas_length:
+        sizes.update(k for k in (power, power + power // 2) if k <= canvas_length)
+        power *= 2
+    return tuple(sorted(sizes))
+
+
+def reach_estimates(reached: np.ndarray, proposed: np.ndarray, prior: float, strength: float) -> np.ndarray:
+    """Smoothed chance that a block's first i + 1 draft tokens are all accepted, per drafting setting.
+
+    Args:
+        reached, proposed: ``[R, P]`` (decayed) counts per drafting setting r and draft position i:
+            rounds that accepted positions 0..i, and rounds that proposed position i.
+        prior: the chance assumed for position 0 before any count.
+        strength: the prior's weight, in rounds.
+
+    Returns:
+        ``[R, P]``, non-increasing along P: estimates of P(positions 0..i all accepted).
+
+    Why reach and not the chance of position i given the earlier ones: every round that proposes
+    position i says whether it was reached, while the conditional is judged only after a run of
+    acceptances, so deep positions would keep the stale evidence of a long-gone easy stretch.
+    Counts are thin deep in the block and for settings tried a few times, so they are shrunk twice:
+    pooled over settings, position i toward position i - 1 times the last step's ratio (geometric
+    extrapolation; position 0 toward ``prior``); then each setting toward the pooled estimate.
+    """
+    assert reached.shape == proposed.shape and reached.ndim == 2, "counts must be [R, P]"
+    pooled_proposed = proposed.sum(0)  # [P]
+    depth = int(np.flatnonzero(pooled_proposed)[-1]) + 1 if pooled_proposed.any() else 0
+    pooled = np.empty(reached.shape[1])  # [P]
+    last, ratio = 1.0, prior  # the estimate of the position before, and its ratio to the one before that
+    for i, (hit, tried) in enumerate(zip(reached[:, :depth].sum(0).tolist(), pooled_proposed[:depth].tolist(),
+                                         strict=True)):
+        estimate = min((hit + strength * last * ratio) / (tried + strength), last)
+        ratio, last = (estimate / last if last > 0 else 0.0), estimate
+        pooled[i] = estimate
+    pooled[depth:] = extrapolate(last, ratio, reached.shape[1] - depth)
+    estimates = np.minimum.accumulate((reached + strength * pooled) / (proposed + strength), axis=1)
+    # Past the deepest position a setting proposed, the pooled counts describe other settings' drafts:
+    # extrapolate the setting's own estimates instead (optimistic for a setting tried once, which
+    # then gets tried deeper).
+    for r, row in enumerate(estimates):
+        row_depth = int(np.flatnonzero(proposed[r])[-1]) + 1 if proposed[r].any() else 0
+        if 0 < row_depth < len(row):
+            before = row[row_depth - 2] if row_depth >= 2 else 1.0
+            row_ratio = row[row_depth - 1] / before if before > 0 else 0.0
+            row[row_depth:] = extrapolate(row[row_depth - 1], row_ratio, len(row) - row_depth)
+    return estimates
+
+
+def extrapolate(last: float, ratio: float, length: int) -> np.ndarray:
+    """``[length]``: ``last * ratio ** (1..length)``, the reach of positions nobody proposed."""
+    return last * ratio ** np.arange(1, length + 1)
+
+
+def expected_committed(reach: np.ndarray) -> np.ndarray:
+    """Expected tokens a round commits, per block size.
+
+    Args:
+        reach: ``[R, P]``, per setting the chance that draft positions 0..i are all accepted.
+
+    Returns:
+        ``[R, P + 1]``: column K is ``1 + sum_{i<K} reach_i``, the verifier's token plus the expected
+        accepted tokens of a block of K (column 0: plain decoding, 1 token).
+    """
+    zeros = np.zeros((reach.shape[0], 1))
+    return 1.0 + np.concatenate([zeros, np.cumsum(reach, axis=-1)], axis=-1)
+
+
+PLAIN = Choice(0, 1)
+
+
+@dataclass
+class Adaptive:
+    """Picks the block size, denoising steps and canvas recycling that maximise expected committed
+    tokens per second, learnt while generating; falls back to plain decoding when nothing beats it.
+
+    Per round it predicts, for every drafting setting (denoising steps x recycling) and block size
+    K on ``block_grid``: expected committed tokens (``expected_committed`` of ``reach_estimates``)
+    over predicted seconds (``specdiff.cost.CostModel``), and compares the best with
+    plain decoding, 1 token per predicted plain-round seconds.
+
+    - Warm-up: the first rounds of each generation follow a fixed schedule that measures a second
+      step count, a smaller block and a plain round, so both cost fits have slope and intercept.
+    - Exploration: every ``explore_every`` rounds a neighbour of the current choice runs once
+      (a grid step up or down in K or steps, or recycling toggled), in a fixed rotation.
+      Deterministic: the policy has no randomness and never touches the decode generator.
+    - Hysteresis: the choice changes only when the best beats the current by ``hysteresis``;
+      speculation resumes from plain decoding only when it beats plain by that margin.
+    - Fall-back: when no choice beats plain decoding, rounds run plain; after ``probe_after`` plain
+      rounds one probe round drafts with the best choice; each failed probe doubles the wait (up
+      to ``max_probe_after``), a successful one resumes speculation.
+
+    The cost fits carry over from one generation to the next (same hardware, same models); the
+    acceptance counts restart, since acceptance depends on the prompt.
+    """
+
+    start_block_size: int = 16
+    steps_options: tuple[int, ...] = (1, 2, 4, 8)
+    recycle_options: tuple[bool, ...] = (False, True)
+    explore_every: int = 16
+    hysteresis: float = 0.1
+    probe_after: int = 8
+    max_probe_after: int = 64
+    memory: float = 16.0
+    prior_acceptance: float = 0.5
+    prior_strength: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not self.steps_options or min(self.steps_options) < 1:
+            raise SpecdiffError(f"steps_options must be non-empty, each >= 1 (got {self.steps_options})")
+        if not self.recycle_options:
+            raise SpecdiffError("recycle_options must name at least one of False, True")
+        if self.start_block_size < 1 or self.explore_every < 2:
+            raise SpecdiffError("Adaptive needs start_block_size >= 1 and explore_every >= 2")
+        if not 1 <= self.probe_after <= self.max_probe_after:
+            raise SpecdiffError("Adaptive needs 1 <= probe_after <= max_probe_after")
+        # Drafting settings, the rows R of the acceptance counts: (denoising steps, recycle canvas).
+        steps = sorted(set(self.steps_options))
+        self.settings = [(s, r) for s in steps for r in dict.fromkeys(self.recycle_options)]
+        self.cost = CostModel()
+        self.canvas_length = 0
+
+    # -- the protocol ------------------------------------------------------------------------------
+
+    def reset(self, canvas_length: int) -> None:
+        check_block_and_steps(1, 1, canvas_length)
+        if canvas_length != self.canvas_length:  # another drafter: its costs are unknown
+            self.cost = CostModel()
+        self.canvas_length = canvas_length
+        self.grid = np.array(block_grid(canvas_length))  # [G]
+        shape = (len(self.settings), canvas_length)  # [R, P]: drafting setting x draft position
+        self.reached, self.proposed = np.zeros(shape), np.zeros(shape)
+        self.steps_used = np.array([float(s) for s, _ in self.settings])  # [R] mean steps run per cap
+        self.rounds_seen = 0
+        self.drafted_last = False  # the first draft encodes the prompt: keep it out of the cost fit
+        self.probing = False
+        self.plain_streak = 0
+        self.probe_interval = self.probe_after
+        self.explore_turn = 0
+        self.warmup = self._warmup_schedule()
+        self.current = self.warmup[0]
+
+    def choose(self) -> Choice:
+        if self.rounds_seen < len(self.warmup):
+            return self.warmup[self.rounds_seen]
+        if self.current.block_size == 0:
+            if self.plain_streak < self.probe_interval:
+                return PLAIN
+            # A probe is a measurement: it drafts at least the starting block, so that one fully
+            # accepted round can show that drafting pays again.
+            self.probing = True
+            best = self._best(self._expected_tokens())[0]
+            return replace(best, block_size=max(best.block_size, self.warmup[0].block_size))
+        if (self.rounds_seen - len(self.warmup)) % self.explore_every == self.explore_every - 1:
+            return self._neighbour()
+        return self.current
+
+    def observe(self, stats: RoundStats) -> None:
+        keep = 1.0 - 1.0 / self.memory
+        drafted = stats.proposed > 0
+        self.cost = self.cost.updated(stats, teach_draft=self.drafted_last)
+        self.drafted_last = drafted
+        # Evidence goes stale with time, for every setting: one not tried lately must not keep the
+        # estimates of a long-gone easy stretch, and after a plain stretch a probe must count.
+        self.reached *= keep
+        self.proposed *= keep
+        if drafted:
+            r = self._setting_index(stats.denoising_steps, stats.canvas_recycled)
+            self.proposed[r, : stats.proposed] += 1.0
+            self.reached[r, : min(stats.accepted, stats.proposed)] += 1.0
+            self.steps_used[r] = keep * self.steps_used[r] + (1.0 - keep) * stats.denoising_steps_used
+        else:
+            self.plain_streak += 1
+        probed, self.probing = self.probing, False
+        self.rounds_seen += 1
+        if self.rounds_seen == len(self.warmup):  # warm-up over: start from its first choice
+            self.current, self.plain_streak = self.warmup[0], 0
+        if self.rounds_seen >= len(self.warmup):
+            self.current = self._decide(probed)
+
+    # -- the model ---------------------------------------------------------------------------------
+
+    def _warmup_schedule(self) -> list[Choice]:
+        k = min(self.start_block_size, self.canvas_length)
+        (s0, r0), steps = self.settings[0], sorted({s for s, _ in self.settings})
+        schedule = [Choice(k, s0, r0), Choice(k, s0, r0)]
+        if len(steps) > 1:
+            schedule.append(Choice(k, steps[1], r0))
+        return [*schedule, Choice(max(1, k // 4), s0, r0), PLAIN]
+
+    def _setting_index(self, steps: int, recycled: bool) -> int:
+        # The nearest setting: a step count outside steps_options (a round the policy did not pick)
+        # still teaches the closest one.
+        return min(range(len(self.settings)),
+                   key=lambda r: (abs(self.settings[r][0] - steps), self.settings[r][1] != recycled))
+
+    def _expected_tokens(self) -> np.ndarray:
+        """``[R, P + 1]`` expected committed tokens per drafting setting and block size (0..P)."""
+        prior, strength = self.prior_acceptance, self.prior_strength
+        return expected_committed(reach_estimates(self.reached, self.proposed, prior, strength))
+
+    def rates(self, tokens: np.ndarray) -> np.ndarray:
+        """``[R, G]`` predicted committed tokens per second per drafting setting and grid block size."""
+        draft_s = self.cost.draft.predict_many(self.steps_used)  # [R]
+        verify_s = self.cost.verify.predict_many(self.grid + 1)  # [G]
+        return tokens[:, self.grid] / (draft_s[:, None] + verify_s[None, :])
+
+    def plain_rate(self) -> float:
+        return 1.0 / self.cost.round_s(0, 0)
+
+    def _rate(self, choice: Choice, tokens: np.ndarray) -> float:
+        r = self._setting_index(choice.denoising_steps, choice.recycle_canvas)
+        return float(tokens[r, choice.block_size] / self.cost.round_s(choice.block_size, self.steps_used[r]))
+
+    def _best(self, tokens: np.ndarray) -> tuple[Choice, float]:
+        rates = self.rates(tokens)
+        r, g = np.unravel_index(int(np.argmax(rates)), rates.shape)
+        steps, recycle = self.settings[r]
+        return Choice(int(self.grid[g]), steps, recycle), float(rates[r, g])
+
+    def _decide(self, probed: bool) -> Choice:
+        tokens = self._expected_tokens()
+        best, best_rate = self._best(tokens)
+        plain_rate = self.plain_rate()
+        if self.current.block_size == 0:
+            if not probed:
+                return PLAIN
+            if best_rate > plain_rate * (1.0 + self.hysteresis):
+                self.probe_interval = self.probe_after
+                return best
+            self.probe_interval = min(2 * self.probe_interval, self.max_probe_after)
+            self.plain_streak = 0
+            return PLAIN
+        if best_rate < plain_rate:
+            self.plain_streak = 0
+            return PLAIN
+        if best_rate > self._rate(self.current, tokens) * (1.0 + self.hysteresis):
+            return best
+        return self.current
+
+    def _neighbour(self) -> Choice:
+        """The next exploration move in a fixed rotation: K up, recycling, steps up, K down, steps down."""
+        k, s, r = self.current.block_size, self.current.denoising_steps, self.current.recycle_canvas
+        grid, steps = self.grid.tolist(), sorted({s for s, _ in self.settings})
+        recycles = [x for x in (False, True) if (s, x) in self.settings]
+        moves = [
+            Choice(min([g for g in grid if g > k], default=k), s, r),
+            Choice(k, s, not r) if len(recycles) > 1 else self.current,
+            Choice(k, min([x for x in steps if x > s], default=s), r),
+            Choice(max([g for g in grid if g < k], default=k), s, r),
+            Choice(k, max([x for x in steps if x < s], default=s), r),
+        ]
+        for _ in moves:
+            move = moves[self.explore_turn % len(moves)]
+            self.explore_turn += 1
+            if move != self.current and (move.denoising_steps, move.recycle_canvas) in self.settings:
+                return move
+        return self.current

@@ -1,0 +1,80 @@
+"""Loading models and tokenizers from a local folder or a hub id, safely.
+
+Both adapters load through here: safetensors only, remote code never, and a missing folder or an
+unreachable hub id becomes a ``SpecdiffError`` that says what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from specdiff.errors import SpecdiffError
+
+
+def looks_like_hub_id(name: str) -> bool:
+    """``owner/name`` with no leading path marker; anything else is meant as a local folder.
+
+    A name whose first component is an existing local folder (``models/verifier``) is a path.
+    """
+    if name.startswith((".", "/", "~")) or os.sep != "/" and os.sep in name:
+        return False
+    if Path(name.split("/")[0]).is_dir():
+        return False
+    parts = name.split("/")
+    return len(parts) in (1, 2) and all(parts) and not name.endswith((".json", ".safetensors"))
+
+
+def resolve_model_location(path_or_id: str | os.PathLike[str]) -> str:
+    """Return a loadable location, refusing a local folder that does not exist or holds no model."""
+    name = str(path_or_id)
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise SpecdiffError(f"{folder} has no config.json; point at a folder saved with save_pretrained()")
+        return str(folder)
+    if looks_like_hub_id(name) and not folder.exists():
+        return name
+    raise SpecdiffError(
+        f"model folder not found: {name}; pass an existing folder saved with save_pretrained() or a hub id"
+    )
+
+
+def load_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The caller's kwargs (dtype, device_map, ...) with safetensors forced on and remote code off."""
+    if kwargs.get("trust_remote_code"):
+        raise SpecdiffError("trust_remote_code is not supported: specdiff only loads transformers' own classes")
+    if kwargs.get("use_safetensors") is False:
+        raise SpecdiffError("specdiff loads safetensors weights only; convert the checkpoint to safetensors")
+    return {**kwargs, "use_safetensors": True, "trust_remote_code": False}
+
+
+def load_model(model_cls: Any, path_or_id: str | os.PathLike[str], **kwargs: Any) -> Any:
+    location = resolve_model_location(path_or_id)
+    try:
+        model = model_cls.from_pretrained(location, **load_kwargs(kwargs))
+    except OSError as err:
+        raise SpecdiffError(
+            f"could not load {location}: {err.__class__.__name__}: {str(err).splitlines()[0]}; "
+            "check the path or hub id, and that safetensors weights are there (or cached, when offline)"
+        ) from err
+    model.eval()
+    return model
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+
+
+def load_tokenizer(path_or_id: str | os.PathLike[str]) -> Any | None:
+    """The tokenizer saved beside a model, or ``None`` when there is none."""
+    from transformers import AutoTokenizer
+
+    location = resolve_model_location(path_or_id)
+    # Without tokenizer files AutoTokenizer still builds an empty tokenizer from the model config.
+    if Path(location).is_dir() and not any((Path(location) / f).is_file() for f in TOKENIZER_FILES):
+        return None
+    try:
+        return AutoTokenizer.from_pretrained(location, trust_remote_code=False)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None

@@ -1,0 +1,132 @@
+"""Tiny Gemma 4 and DiffusionGemma checkpoints with random weights, built and saved locally.
+
+Tests build these in fixtures, and ``specdiff tiny build DIR`` writes a pair to disk, so the real
+loading path (``from_pretrained`` of a folder) runs without any download. They accept almost
+nothing (random weights): use the pocket pair (``specdiff.load_pocket``) to see real acceptance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import (
+    DiffusionGemmaConfig,
+    DiffusionGemmaForBlockDiffusion,
+    Gemma4ForCausalLM,
+    Gemma4TextConfig,
+    PreTrainedTokenizerFast,
+)
+
+
+@dataclass(frozen=True)
+class TinyShape:
+    """A small text-model shape shared by the verifier and the drafter."""
+
+    vocab_size: int = 512
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    head_dim: int = 16
+    sliding_window: int = 16
+    max_position_embeddings: int = 1024
+
+
+def text_config_kwargs(shape: TinyShape, *, moe: bool) -> dict:
+    """Gemma 4 text-config arguments for a dense (verifier) or MoE (drafter) model of ``shape``.
+
+    The non-default values avoid Gemma 4's large defaults (per-layer input tables, 512-wide global
+    heads, KV sharing) that would make a "tiny" model hundreds of millions of parameters.
+    """
+    layers = shape.num_hidden_layers
+    kwargs = dict(
+        vocab_size=shape.vocab_size,
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=layers,
+        num_attention_heads=shape.num_attention_heads,
+        num_key_value_heads=shape.num_key_value_heads,
+        num_global_key_value_heads=shape.num_key_value_heads,
+        head_dim=shape.head_dim,
+        global_head_dim=shape.head_dim,
+        sliding_window=shape.sliding_window,
+        layer_types=["sliding_attention"] * (layers - 1) + ["full_attention"],
+        max_position_embeddings=shape.max_position_embeddings,
+        hidden_size_per_layer_input=0,
+        vocab_size_per_layer_input=shape.vocab_size,
+        num_kv_shared_layers=0,
+        final_logit_softcapping=30.0,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=True,
+    )
+    if moe:
+        kwargs.update(
+            enable_moe_block=True,
+            attention_k_eq_v=True,
+            num_experts=4,
+            top_k_experts=2,
+            moe_intermediate_size=shape.intermediate_size // 2,
+        )
+    else:
+        kwargs.update(enable_moe_block=False, attention_k_eq_v=False)
+    return kwargs
+
+
+def tiny_verifier(shape: TinyShape = TinyShape(), seed: int = 0) -> Gemma4ForCausalLM:
+    torch.manual_seed(seed)
+    config = Gemma4TextConfig(**text_config_kwargs(shape, moe=False))
+    return Gemma4ForCausalLM(config).eval()
+
+
+def tiny_drafter(shape: TinyShape = TinyShape(), canvas_length: int = 16, seed: int = 1) -> (
+    DiffusionGemmaForBlockDiffusion
+):
+    torch.manual_seed(seed)
+    config = DiffusionGemmaConfig(
+        text_config=text_config_kwargs(shape, moe=True),
+        # Without a tiny vision tower the default builds a 167M-parameter one.
+        vision_config={"model_type": "gemma4_vision", "hidden_size": 16, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 8,
+                       "intermediate_size": 32},
+        canvas_length=canvas_length,
+    )
+    return DiffusionGemmaForBlockDiffusion(config).eval()
+
+
+def tiny_tokenizer(vocab_size: int = TinyShape.vocab_size) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer of at most ``vocab_size`` ids, trained on specdiff's own source.
+
+    Ids 0, 1 and 2 are ``<pad>``, ``<bos>`` and ``<eos>``, matching the tiny configs.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    texts = [p.read_text(encoding="utf-8") for p in sorted(Path(__file__).parent.glob("*.py"))]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<pad>", "<bos>", "<eos>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>")
+
+
+def build_tiny_pair(out_dir: str | Path, shape: TinyShape = TinyShape(), canvas_length: int = 16) -> (
+    tuple[Path, Path]
+):
+    """Save a tiny verifier and drafter, each with the tiny tokenizer, under ``out_dir``."""
+    out = Path(out_dir)
+    verifier_dir, drafter_dir = out / "verifier", out / "drafter"
+    tokenizer = tiny_tokenizer(shape.vocab_size)
+    for model, folder in ((tiny_verifier(shape), verifier_dir), (tiny_drafter(shape, canvas_length), drafter_dir)):
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    return verifier_dir, drafter_dir

@@ -1,0 +1,96 @@
+"""The DiffusionGemma draft engine: its probabilities are the ones its tokens came from."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import CANVAS
+from test_acceptance import chi2_pvalue
+
+from specdiff.drafts import DenoisingConfig, DiffusionGemmaDrafter, ProposalMode
+
+
+def one_step_reference_logits(drafter, prompt: torch.Tensor, seed: int) -> torch.Tensor:
+    """The first step's scheduled logits, recomputed from scratch with the same starting noise."""
+    from transformers import DynamicCache
+
+    model = drafter.model
+    gen = torch.Generator().manual_seed(seed)
+    canvas = torch.randint(0, drafter.vocab_size, (1, CANVAS), generator=gen)  # the session's first draw
+    cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+    with torch.no_grad():
+        model.model.encoder(input_ids=prompt, past_key_values=cache, use_cache=True)
+        logits = model(decoder_input_ids=canvas, past_key_values=cache).logits
+    return logits / drafter.denoising.t_max  # one step: the schedule sits at t_max
+
+
+@pytest.mark.parametrize("mode", list(ProposalMode))
+def test_one_step_probs_are_the_schedule_distribution(drafter, mode):
+    engine = DiffusionGemmaDrafter(drafter.model, proposal_mode=mode)
+    prompt = torch.tensor([[4, 8, 15, 16, 23, 42]])
+    draft = engine.session(prompt).propose(prompt[:, :0], 5, 1, torch.Generator().manual_seed(3))
+    reference = one_step_reference_logits(engine, prompt, seed=3)[:, :5]
+    assert draft.tokens.shape == (1, 5) and draft.probs.shape == (1, 5, engine.vocab_size)
+    if mode is ProposalMode.ARGMAX:
+        assert torch.equal(draft.tokens, reference.argmax(-1))
+        assert torch.equal(draft.probs, torch.nn.functional.one_hot(draft.tokens, engine.vocab_size).float())
+    else:
+        assert torch.allclose(draft.probs, torch.softmax(reference, dim=-1), atol=1e-5)
+
+
+def test_resampled_tokens_follow_their_returned_probs(drafter):
+    """Over many seeds, token counts match the summed returned probabilities (several steps)."""
+    engine = DiffusionGemmaDrafter(drafter.model, proposal_mode=ProposalMode.RESAMPLE,
+                                   denoising=DenoisingConfig(t_min=1.5, t_max=2.0))
+    prompt = torch.tensor([[7, 7, 9]])
+    counts = torch.zeros(engine.vocab_size)
+    expected = torch.zeros(engine.vocab_size)
+    for seed in range(400):
+        draft = engine.session(prompt).propose(prompt[:, :0], 1, 3, torch.Generator().manual_seed(seed))
+        counts[draft.tokens[0, 0]] += 1
+        expected += draft.probs[0, 0]
+    top = expected.argsort(descending=True)[:8]  # pool the tail so expected counts stay large
+    observed = torch.cat([counts[top], counts.sum(0, keepdim=True) - counts[top].sum()])
+    law = torch.cat([expected[top], expected.sum(0, keepdim=True) - expected[top].sum()]) / 400
+    assert chi2_pvalue(observed, law) > 1e-3
+
+
+def test_session_encodes_only_new_tokens(drafter):
+    prompt = torch.tensor([[3, 4, 5, 6]])
+    session = drafter.session(prompt)
+    gen = torch.Generator().manual_seed(0)
+    session.propose(prompt[:, :0], 4, 2, gen)
+    assert session.encoded_length == 4 and session.cache.get_seq_length() == 4
+    session.propose(torch.tensor([[9, 10]]), 4, 1, gen)
+    assert session.encoded_length == 6 and session.cache.get_seq_length() == 6
+
+
+def test_recycled_canvas_starts_from_the_shifted_tail(drafter):
+    session = drafter.session(torch.tensor([[3, 4, 5]]))
+    gen = torch.Generator().manual_seed(0)
+    session.propose(torch.empty((1, 0), dtype=torch.long), 4, 1, gen)
+    previous = session.last_canvas.clone()
+    start = session._starting_canvas(1, 3, True, gen)
+    assert torch.equal(start[:, : CANVAS - 3], previous[:, 3:])
+    assert not torch.equal(session._starting_canvas(1, 3, False, gen)[:, : CANVAS - 3], previous[:, 3:])
+
+
+def test_early_stop_uses_fewer_steps_when_confident(drafter):
+    # A huge confidence threshold makes the stable-and-confident stop fire after the stability window.
+    engine = DiffusionGemmaDrafter(drafter.model, denoising=DenoisingConfig(confidence_threshold=1e9,
+                                                                            stability_threshold=0))
+    draft = engine.session(torch.tensor([[1, 2]])).propose(torch.empty((1, 0), dtype=torch.long), 3, 8,
+                                                          torch.Generator().manual_seed(0))
+    assert draft.denoising_steps_used == 1
+
+
+def test_denoising_defaults_come_from_the_checkpoint(drafter):
+    from transformers.models.diffusion_gemma.generation_diffusion_gemma import (
+        DiffusionGemmaGenerationConfig,
+        EntropyBoundSamplerConfig,
+    )
+
+    config = DiffusionGemmaGenerationConfig(t_min=0.2, t_max=0.9, sampler_config=EntropyBoundSamplerConfig(0.3))
+    parsed = DenoisingConfig.from_generation_config(config)
+    assert (parsed.t_min, parsed.t_max, parsed.entropy_bound) == (0.2, 0.9, 0.3)
+    assert parsed.stability_threshold == DenoisingConfig().stability_threshold  # unset: reference default

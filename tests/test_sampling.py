@@ -1,0 +1,99 @@
+"""Sampled output follows the verifier's own distribution, end to end."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import CANVAS, SHAPE
+from test_acceptance import chi2_pvalue
+
+from specdiff import SpeculativeDecoder
+from specdiff.drafts import Draft, DiffusionGemmaDrafter, ProposalMode
+from specdiff.sampling import SamplingConfig, target_probs
+
+TOP_K = 3
+
+
+class NoisyVerifierDrafter:
+    """Drafts from a blend of the verifier's true next-token law and uniform noise, so that draft
+    tokens are accepted often but not always (both branches of the rule run)."""
+
+    def __init__(self, verifier, sampling: SamplingConfig):
+        self.verifier = verifier
+        self.vocab_size = verifier.vocab_size
+        self.canvas_length = CANVAS
+        self.tokenizer = None
+        self.sampling = sampling
+
+    def session(self, prompt_ids):
+        return _NoisySession(self, prompt_ids)
+
+
+class _NoisySession:
+    def __init__(self, drafter, prompt_ids):
+        self.drafter = drafter
+        self.context = prompt_ids.clone()
+
+    @torch.no_grad()
+    def propose(self, new_tokens, block_size, denoising_steps, generator, recycle_canvas=False):
+        self.context = torch.cat([self.context, new_tokens], dim=1)
+        d = self.drafter
+        logits = d.verifier.model(self.context).logits[:, -1:].float()
+        law = 0.7 * target_probs(logits, d.sampling) + 0.3 / d.vocab_size  # [1, 1, V]
+        probs = law.repeat(1, block_size, 1)
+        tokens = torch.multinomial(probs[0], 1, generator=generator).T
+        return Draft(tokens=tokens, probs=probs, denoising_steps_used=1)
+
+
+def exact_two_token_law(verifier, prompt, sampling) -> torch.Tensor:
+    """``[V * V]`` law of the first two sampled tokens, from the verifier's processed distributions."""
+    model = verifier.model
+    with torch.no_grad():
+        first = target_probs(model(torch.tensor([prompt])).logits[:, -1:], sampling)[0, 0]  # [V]
+        support = torch.nonzero(first).flatten()
+        batch = torch.tensor([prompt + [int(t)] for t in support])
+        second = target_probs(model(batch).logits[:, -1:], sampling)[:, 0]  # [S, V]
+    law = torch.zeros(verifier.vocab_size, verifier.vocab_size)
+    law[support] = first[support, None] * second
+    return law.reshape(-1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("drafter_kind", ["diffusion-resample", "noisy-verifier"])
+def test_first_two_sampled_tokens_follow_the_verifier(drafter, verifier, drafter_kind):
+    sampling = SamplingConfig(temperature=1.0, top_k=TOP_K)
+    if drafter_kind == "noisy-verifier":
+        engine = NoisyVerifierDrafter(verifier, sampling)
+    else:
+        engine = DiffusionGemmaDrafter(drafter.model, proposal_mode=ProposalMode.RESAMPLE)
+    decoder = SpeculativeDecoder(engine, verifier)
+    prompt = [5, 17, 99, 4]
+    law = exact_two_token_law(verifier, prompt, sampling)
+    counts = torch.zeros_like(law)
+    draws, accepted = 1000, 0
+    for seed in range(draws):
+        result = decoder.generate(prompt, max_new_tokens=2, block_size=2, temperature=1.0, top_k=TOP_K,
+                                  seed=seed, eos_token_id=[])
+        a, b = result.token_ids
+        counts[a * SHAPE.vocab_size + b] += 1
+        accepted += sum(s.accepted for s in result.stats)
+    assert chi2_pvalue(counts, law) > 1e-3
+    if drafter_kind == "noisy-verifier":
+        assert accepted > draws * 0.3  # the acceptance branch really ran
+
+
+def test_target_probs_match_transformers_sampling(verifier):
+    """Our processed distribution is the one ``generate(do_sample=True)`` samples from."""
+    sampling = SamplingConfig(temperature=0.7, top_k=10, top_p=0.9)
+    prompt = torch.tensor([[5, 6, 7]])
+    with torch.no_grad():
+        logits = verifier.model(prompt).logits[:, -1:]
+    probs = target_probs(logits, sampling)[0, 0]
+    assert int((probs > 0).sum()) <= 10 and probs.sum().item() == pytest.approx(1.0)
+    counts = torch.zeros(SHAPE.vocab_size)
+    for seed in range(300):
+        torch.manual_seed(seed)
+        out = verifier.model.generate(prompt, do_sample=True, temperature=0.7, top_k=10, top_p=0.9,
+                                      max_new_tokens=1, pad_token_id=0)
+        counts[out[0, -1]] += 1
+    assert chi2_pvalue(counts, probs) > 1e-3
