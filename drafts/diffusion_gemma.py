@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from specdiff.drafts.base import Draft, ProposalMode
 from transformers import DiffusionGemmaForBlockDiffusion, DynamicCache
 from transformers.models.diffusion_gemma.generation_diffusion_gemma import (
     EntropyBoundSampler,
@@ -29,7 +30,6 @@ from transformers.models.diffusion_gemma.generation_diffusion_gemma import (
     StableAndConfidentStoppingCriteria,
 )
 
-from specdiff.drafts.base import Draft, ProposalMode
 from specdiff.errors import SpecdiffError
 from specdiff.loading import load_model, load_tokenizer
 

@@ -40,7 +40,7 @@ _EXPORTS = {
     "SpecdiffError": "specdiff.errors",
     "Fixed": "specdiff.controller",
     "Choice": "specdiff.controller",
-    "load_pocket": "specdiff.pocket",
+    "load_pocket": "specdiff.embedded",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -48,9 +48,9 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from specdiff.controller import Choice, Fixed
     from specdiff.decoding import Round, SpeculativeDecoder
+    from specdiff.embedded import load_pocket
     from specdiff.errors import SpecdiffError
     from specdiff.metrics import GenerationResult, RoundStats
-    from specdiff.pocket import load_pocket
     from specdiff.sampling import SamplingConfig
 
 

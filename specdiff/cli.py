@@ -85,7 +85,7 @@ def load_decoder(drafter: str | None, verifier: str | None, dtype: str | None = 
 
         raise SpecdiffError("name both --drafter and --verifier, or neither to use the pocket pair")
     if drafter is None:
-        from specdiff.pocket import load_pocket
+        from specdiff.embedded import load_pocket
 
         return load_pocket()
     from specdiff.decoding import SpeculativeDecoder
@@ -172,6 +172,79 @@ def print_generation(prompt: str, result: Any) -> None:
         f"other {split['other_s'] / total:.0%}",
     )
     console.print(table)
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What ``specdiff demo`` runs."""
+
+    prompt: str | None = None
+    max_new_tokens: int = 256
+    block_size: int | None = None
+    denoising_steps: int | None = None
+
+
+_DEMO_DEFAULTS = {f.name: f.default for f in fields(DemoOptions)}
+
+
+def run_demo(options: DemoOptions) -> dict[str, Any]:
+    """Continue a code prompt with the pocket pair, and with its verifier alone, side by side.
+
+    Returns the speculative ``result``, the verifier's own ``reference`` tokens, both wall-clock
+    times, and whether the outputs are identical.
+    """
+    import time
+
+    import torch
+
+    from specdiff.embedded import DEMO_PROMPT, load_pocket
+
+    decoder = load_pocket()
+    prompt = options.prompt or DEMO_PROMPT
+    ids = decoder.encode_prompt(prompt)
+    eos = list(decoder.verifier.eos_token_ids)
+    kwargs = dict(block_size=options.block_size, denoising_steps=options.denoising_steps)
+    # One short warm-up each, so neither side pays first-call costs inside the timing.
+    decoder.generate(prompt, max_new_tokens=8, **kwargs)
+    decoder.verifier.model.generate(ids, do_sample=False, max_new_tokens=8, eos_token_id=eos)
+    start = time.perf_counter()
+    with torch.no_grad():
+        out = decoder.verifier.model.generate(
+            ids, do_sample=False, max_new_tokens=options.max_new_tokens, eos_token_id=eos
+        )
+    plain_s = time.perf_counter() - start
+    reference = out[0, ids.shape[1]:].tolist()
+    result = decoder.generate(prompt, max_new_tokens=options.max_new_tokens, **kwargs)
+    return {
+        "prompt": prompt,
+        "result": result,
+        "reference": reference,
+        "plain_s": plain_s,
+        "identical": result.token_ids == reference,
+    }
+
+
+@app.command()
+@friendly_errors
+def demo(
+    prompt: str | None = typer.Option(_DEMO_DEFAULTS["prompt"], help="Code to continue (default: a built-in one)."),
+    max_new_tokens: int = typer.Option(_DEMO_DEFAULTS["max_new_tokens"], help="Most new tokens."),
+    block_size: int | None = typer.Option(_DEMO_DEFAULTS["block_size"], help="Fixed block size."),
+    steps: int | None = typer.Option(_DEMO_DEFAULTS["denoising_steps"], help="Fixed denoising steps."),
+) -> None:
+    """Continue a code prompt with the embedded pocket pair; compare with the verifier alone."""
+    out = run_demo(DemoOptions(prompt, max_new_tokens, block_size, steps))
+    result = out["result"]
+    print_generation(out["prompt"], result)
+    plain_tps = len(out["reference"]) / out["plain_s"] if out["plain_s"] > 0 else 0.0
+    verdict = "[green]identical[/]" if out["identical"] else "[bold red]DIFFERENT (a bug: please report)[/]"
+    console.print(
+        f"verifier alone: {plain_tps:.1f} tokens/s · speculative: {result.tokens_per_s:.1f} tokens/s · "
+        f"[bold]speedup {result.tokens_per_s / plain_tps if plain_tps else 0:.2f}x[/] · "
+        f"mean acceptance length {result.mean_acceptance_length:.2f} · output {verdict}"
+    )
+    if not out["identical"]:
+        raise typer.Exit(code=1)
 
 
 tiny_app = typer.Typer(help="Tiny random-weight checkpoints for trying the loading path offline.",

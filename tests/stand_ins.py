@@ -8,7 +8,6 @@ accepted: the bonus token; none accepted: the recovered token).
 from __future__ import annotations
 
 import torch
-
 from specdiff.drafts import Draft
 
 

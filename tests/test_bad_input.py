@@ -38,9 +38,10 @@ def test_bad_prompts(decoder, prompt, message):
 
 
 def test_string_prompt_without_tokenizer(drafter, verifier):
-    from specdiff import SpeculativeDecoder
     from specdiff.drafts import DiffusionGemmaDrafter
     from specdiff.verifiers import CausalLMVerifier
+
+    from specdiff import SpeculativeDecoder
 
     bare = SpeculativeDecoder(DiffusionGemmaDrafter(drafter.model), CausalLMVerifier(verifier.model))
     with pytest.raises(SpecdiffError, match="needs a tokenizer"):

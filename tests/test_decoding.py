@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import CANVAS, SHAPE, reference_greedy
+from specdiff.drafts import DiffusionGemmaDrafter, ProposalMode
 from stand_ins import OracleDrafter
 
 from specdiff import SpeculativeDecoder
 from specdiff.decoding import cut_at_stop
-from specdiff.drafts import DiffusionGemmaDrafter, ProposalMode
 
 NEW = 24
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import SHAPE
+from specdiff.drafts import DiffusionGemmaDrafter
+from specdiff.verifiers import CausalLMVerifier
 
 from specdiff import SpecdiffError, SpeculativeDecoder
-from specdiff.drafts import DiffusionGemmaDrafter
 from specdiff.loading import looks_like_hub_id, resolve_model_location
 from specdiff.tiny import TinyShape, tiny_drafter
-from specdiff.verifiers import CausalLMVerifier
 
 
 def test_from_pretrained_round_trip(tiny_dirs, verifier, drafter):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import CANVAS, SHAPE
+from specdiff.drafts import DiffusionGemmaDrafter, Draft, ProposalMode
 from test_acceptance import chi2_pvalue
 
 from specdiff import SpeculativeDecoder
-from specdiff.drafts import Draft, DiffusionGemmaDrafter, ProposalMode
 from specdiff.sampling import SamplingConfig, target_probs
 
 TOP_K = 3
