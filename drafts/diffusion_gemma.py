@@ -32,6 +32,7 @@ from transformers.models.diffusion_gemma.generation_diffusion_gemma import (
 
 from specdiff.errors import SpecdiffError
 from specdiff.loading import load_model, load_tokenizer
+from specdiff.sampling import sample_categorical
 
 # transformers' defaults for a checkpoint whose generation config leaves a value unset.
 _REFERENCE_DEFAULTS = {
@@ -116,6 +117,16 @@ class DiffusionGemmaDrafter:
     def device(self) -> torch.device:
         return self.model.get_input_embeddings().weight.device
 
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The model's head on some canvas positions: ``[B, N, H]`` -> ``[B, N, V]`` float32.
+
+        The same computation as ``DiffusionGemmaForBlockDiffusion.forward`` (LM head, then the
+        tanh soft-cap), applied to a slice so unread positions cost nothing.
+        """
+        logits = self.model.lm_head(hidden).float()
+        cap = self.model.final_logit_softcapping
+        return torch.tanh(logits / cap) * cap
+
     def session(self, prompt_ids: torch.Tensor) -> DiffusionDraftSession:
         return DiffusionDraftSession(self, prompt_ids)
 
@@ -147,9 +158,10 @@ class DiffusionDraftSession:
     def _starting_canvas(self, batch: int, shift: int, recycle: bool, generator: torch.Generator) -> torch.Tensor:
         """Fresh noise, or the last canvas's unconsumed tail shifted into place with noise behind it."""
         length = self.drafter.canvas_length
-        if not recycle or self.last_canvas is None or shift >= length:
+        if not recycle or self.last_canvas is None:
             return self._noise(batch, length, generator)
-        return torch.cat([self.last_canvas[:, shift:], self._noise(batch, shift, generator)], dim=1)
+        tail = self.last_canvas[:, shift:]
+        return torch.cat([tail, self._noise(batch, length - tail.shape[1], generator)], dim=1)
 
     @torch.no_grad()
     def propose(
@@ -184,7 +196,7 @@ class DiffusionDraftSession:
         steps_used = 0
         for cur_step in range(denoising_steps, 0, -1):  # steps remaining, as in transformers
             encode_now = steps_used == 0 and n_pending > 0
-            out = drafter.model(
+            hidden = drafter.model.model(
                 input_ids=pending if encode_now else None,
                 position_ids=position_ids if encode_now else None,
                 past_key_values=self.cache,
@@ -192,30 +204,29 @@ class DiffusionDraftSession:
                 decoder_position_ids=canvas_positions,
                 self_conditioning_logits=self_conditioning,
                 use_cache=True,
-            )
+            ).last_hidden_state  # [B, C, H]
             steps_used += 1
-            logits = schedule(None, out.logits, cur_step=cur_step)  # [B, C, V] float32
+            # On the last step only the block is read (the whole canvas when it will be recycled),
+            # so the LM head, softcap and argmax skip the other positions.
+            last = cur_step == 1
+            width = canvas_length if recycle_canvas or not last else block_size
+            logits = schedule(None, drafter.logits(hidden[:, :width]), cur_step=cur_step)  # [B, width, V]
             argmax_canvas = logits.argmax(dim=-1)
             # The last step's renoised canvas would be thrown away, so skip the sampler there.
-            if cur_step == 1 or bool(stopper(argmax_canvas, logits).all()):
+            if last or bool(stopper(argmax_canvas, logits).all()):
                 break
-            probs = torch.softmax(logits, dim=-1)
-            denoised = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(
-                batch, canvas_length
-            )
+            denoised = sample_categorical(torch.softmax(logits, dim=-1), generator)  # [B, C]
             kept = self.sampler.accept_canvas(canvas, denoised, logits, cur_step)
             canvas = torch.where(self.sampler.accepted_token_mask, kept, self._noise(batch, canvas_length, generator))
             self_conditioning = logits.to(drafter.model.get_input_embeddings().weight.dtype)
         self.encoded_length += n_pending
         self.unencoded = pending[:, :0]
-        self.last_canvas = argmax_canvas
+        self.last_canvas = argmax_canvas  # [B, width]: the block only, unless recycling asked for all
         head = logits[:, :block_size]  # [B, K, V]
         if drafter.proposal_mode is ProposalMode.ARGMAX:
             tokens = argmax_canvas[:, :block_size]
             probs = torch.nn.functional.one_hot(tokens, head.shape[-1]).to(torch.float32)
         else:
             probs = torch.softmax(head, dim=-1)
-            tokens = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(
-                batch, block_size
-            )
+            tokens = sample_categorical(probs, generator)
         return Draft(tokens=tokens, probs=probs, denoising_steps_used=steps_used)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+from specdiff.sampling import sample_categorical
+
 
 @dataclass(frozen=True)
 class AcceptanceOutcome:
@@ -107,5 +109,5 @@ def stochastic_accept(
         # still zero it when both distributions agree to float precision, and then target is exact.
         empty = next_dist.sum(dim=-1, keepdim=True) <= 0
         next_dist = torch.where(empty, target_probs[rows, num_accepted], next_dist)
-    next_token = torch.multinomial(next_dist, 1, generator=generator).squeeze(1)
+    next_token = sample_categorical(next_dist, generator)
     return AcceptanceOutcome(num_accepted=num_accepted, next_token=next_token)

@@ -77,3 +77,23 @@ def target_probs(target_logits: torch.Tensor, sampling: SamplingConfig) -> torch
     no_ids = torch.empty((batch * positions, 0), dtype=torch.long, device=flat.device)
     warped = sampling.warpers()(no_ids, flat)
     return torch.softmax(warped, dim=-1).reshape(batch, positions, vocab)
+
+
+def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw per row from unnormalised probabilities, by inverting the cumulative distribution.
+
+    One uniform number per row, where ``torch.multinomial`` (or a Gumbel/exponential race) spends
+    one per vocabulary entry: on the CPU the generator, not the arithmetic, is the cost, and a
+    denoising step draws a whole canvas of thousands-wide rows. The CDF is accumulated in float64
+    and searched from the right, so a zero-probability entry (a flat step of the CDF) is never drawn.
+
+    Args:
+        probs: ``[..., V]`` non-negative, each row with positive mass.
+
+    Returns:
+        ``[...]`` long.
+    """
+    cdf = probs.double().cumsum(dim=-1)  # [..., V]
+    uniform = torch.rand(cdf.shape[:-1] + (1,), generator=generator, device=cdf.device, dtype=torch.float64)
+    index = torch.searchsorted(cdf, uniform * cdf[..., -1:], right=True)  # [..., 1]
+    return index.squeeze(-1).clamp(max=probs.shape[-1] - 1)

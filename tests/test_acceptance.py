@@ -172,3 +172,15 @@ def test_deterministic_given_generator(k):
     tokens = torch.zeros((3, k), dtype=torch.long)
     runs = [stochastic_accept(tokens, probs[:, :k], probs, torch.Generator().manual_seed(9)) for _ in range(2)]
     assert all(torch.equal(a, b) for a, b in itertools.pairwise(r.next_token for r in runs))
+
+
+def test_exponential_race_draws_the_categorical():
+    from specdiff.sampling import sample_categorical
+
+    probs = torch.tensor([0.5, 0.0, 0.2, 0.3]) * 7  # unnormalised on purpose
+    gen = torch.Generator().manual_seed(0)
+    draws = sample_categorical(probs.expand(50_000, 4), gen)
+    counts = torch.bincount(draws, minlength=4)
+    assert counts[1] == 0
+    assert chi2_pvalue(counts, probs / probs.sum()) > 1e-3
+    assert chi2_pvalue(counts, torch.tensor([0.45, 0.0, 0.25, 0.3])) < 1e-6  # and it can tell

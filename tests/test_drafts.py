@@ -67,11 +67,15 @@ def test_session_encodes_only_new_tokens(drafter):
 def test_recycled_canvas_starts_from_the_shifted_tail(drafter):
     session = drafter.session(torch.tensor([[3, 4, 5]]))
     gen = torch.Generator().manual_seed(0)
-    session.propose(torch.empty((1, 0), dtype=torch.long), 4, 1, gen)
+    session.propose(torch.empty((1, 0), dtype=torch.long), 4, 1, gen, recycle_canvas=True)
     previous = session.last_canvas.clone()
+    assert previous.shape == (1, CANVAS)  # recycling keeps the whole canvas, not only the block
     start = session._starting_canvas(1, 3, True, gen)
     assert torch.equal(start[:, : CANVAS - 3], previous[:, 3:])
     assert not torch.equal(session._starting_canvas(1, 3, False, gen)[:, : CANVAS - 3], previous[:, 3:])
+    session.propose(torch.tensor([[7]]), 4, 1, gen)  # without recycling only the block is kept...
+    assert session.last_canvas.shape == (1, 4)
+    assert session._starting_canvas(1, 1, True, gen).shape == (1, CANVAS)  # ...and noise fills the rest
 
 
 def test_early_stop_uses_fewer_steps_when_confident(drafter):
