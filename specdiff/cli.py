@@ -262,6 +262,20 @@ def tiny_build(out: Path = typer.Argument(..., help="Folder to write verifier/ a
     console.print(f"verifier: {verifier_dir}\ndrafter:  {drafter_dir}")
 
 
+def _register_subcommands() -> None:
+    # The evals commands and the pocket recipe live beside the code they drive; importing their
+    # modules is cheap (heavy imports sit inside each command).
+    from specdiff.cli_pocket import pocket_app
+    from specdiff.evals.cli import bench, report, sweep
+
+    for command in (sweep, report, bench):
+        app.command()(command)
+    app.add_typer(pocket_app, name="pocket")
+
+
+_register_subcommands()
+
+
 def main() -> None:
     # transformers' per-file progress bars drown the one-line summaries this CLI prints.
     from transformers.utils import logging as hf_logging

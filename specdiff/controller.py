@@ -3,6 +3,11 @@
 A controller sees every finished round's ``RoundStats`` through ``observe`` and answers ``choose``
 before the next round. A choice with ``block_size == 0`` means "no draft this round": the verifier
 decodes one token alone (plain decoding).
+
+Policies: ``Fixed`` (the same choice every round), ``Heuristic`` (transformers' +2/-1 schedule) and
+``Adaptive`` (the decoder's default: expected committed tokens per second from an acceptance model
+and a cost model fitted online, see ``specdiff.cost``). A controller only picks sizes; which tokens
+are committed is the acceptance rule's business, so no policy can change the output.
 """
 
 from __future__ import annotations
@@ -137,7 +142,8 @@ def reach_estimates(reached: np.ndarray, proposed: np.ndarray, prior: float, str
     last, ratio = 1.0, prior  # the estimate of the position before, and its ratio to the one before that
     for i, (hit, tried) in enumerate(zip(reached[:, :depth].sum(0).tolist(), pooled_proposed[:depth].tolist(),
                                          strict=True)):
-        estimate = min((hit + strength * last * ratio) / (tried + strength), last)
+        estimate = (hit + strength * last * ratio) / (tried + strength)
+        estimate = last if estimate > last else estimate  # (not min(): this loop is the hot spot)
         ratio, last = (estimate / last if last > 0 else 0.0), estimate
         pooled[i] = estimate
     pooled[depth:] = extrapolate(last, ratio, reached.shape[1] - depth)
@@ -145,8 +151,8 @@ def reach_estimates(reached: np.ndarray, proposed: np.ndarray, prior: float, str
     # Past the deepest position a setting proposed, the pooled counts describe other settings' drafts:
     # extrapolate the setting's own estimates instead (optimistic for a setting tried once, which
     # then gets tried deeper).
-    for r, row in enumerate(estimates):
-        row_depth = int(np.flatnonzero(proposed[r])[-1]) + 1 if proposed[r].any() else 0
+    row_depths = np.where(proposed.any(1), proposed.shape[1] - np.argmax(proposed[:, ::-1] > 0, axis=1), 0)
+    for row, row_depth in zip(estimates, row_depths.tolist(), strict=True):
         if 0 < row_depth < len(row):
             before = row[row_depth - 2] if row_depth >= 2 else 1.0
             row_ratio = row[row_depth - 1] / before if before > 0 else 0.0
@@ -186,8 +192,8 @@ class Adaptive:
     over predicted seconds (``specdiff.cost.CostModel``), and compares the best with
     plain decoding, 1 token per predicted plain-round seconds.
 
-    - Warm-up: the first rounds of each generation follow a fixed schedule that measures a second
-      step count, a smaller block and a plain round, so both cost fits have slope and intercept.
+    - Warm-up: the first rounds follow a fixed schedule that measures a second step count, a
+      smaller block and a plain round, so both cost fits have slope and intercept.
     - Exploration: every ``explore_every`` rounds a neighbour of the current choice runs once
       (a grid step up or down in K or steps, or recycling toggled), in a fixed rotation.
       Deterministic: the policy has no randomness and never touches the decode generator.
@@ -197,8 +203,9 @@ class Adaptive:
       rounds one probe round drafts with the best choice; each failed probe doubles the wait (up
       to ``max_probe_after``), a successful one resumes speculation.
 
-    The cost fits carry over from one generation to the next (same hardware, same models); the
-    acceptance counts restart, since acceptance depends on the prompt.
+    Only the first generation warms up. Later ones on the same drafter start from what the earlier
+    ones learnt: the cost fits (same hardware, same models) and the acceptance counts, faded, since
+    acceptance depends on the prompt.
     """
 
     start_block_size: int = 16
@@ -226,26 +233,37 @@ class Adaptive:
         self.settings = [(s, r) for s in steps for r in dict.fromkeys(self.recycle_options)]
         self.cost = CostModel()
         self.canvas_length = 0
+        self.warmed_up = False
 
     # -- the protocol ------------------------------------------------------------------------------
 
     def reset(self, canvas_length: int) -> None:
         check_block_and_steps(1, 1, canvas_length)
-        if canvas_length != self.canvas_length:  # another drafter: its costs are unknown
+        if canvas_length != self.canvas_length or not self.warmed_up:
+            # The first generation (or another drafter): learn everything afresh, after a warm-up.
+            self.canvas_length = canvas_length
             self.cost = CostModel()
-        self.canvas_length = canvas_length
-        self.grid = np.array(block_grid(canvas_length))  # [G]
-        shape = (len(self.settings), canvas_length)  # [R, P]: drafting setting x draft position
-        self.reached, self.proposed = np.zeros(shape), np.zeros(shape)
-        self.steps_used = np.array([float(s) for s, _ in self.settings])  # [R] mean steps run per cap
+            self.grid = np.array(block_grid(canvas_length))  # [G]
+            shape = (len(self.settings), canvas_length)  # [R, P]: drafting setting x draft position
+            self.reached, self.proposed = np.zeros(shape), np.zeros(shape)
+            self.steps_used = np.array([float(s) for s, _ in self.settings])  # [R] mean steps per cap
+            self.warmup = self._warmup_schedule()
+            self.current = self.warmup[0]
+        else:
+            # The same drafter again: the costs carry over, and so do the acceptance counts, faded
+            # as if ``memory`` rounds had passed, a prior that the new prompt's rounds soon outweigh.
+            fade = (1.0 - 1.0 / self.memory) ** self.memory
+            self.reached *= fade
+            self.proposed *= fade
+            self.warmup = []
         self.rounds_seen = 0
         self.drafted_last = False  # the first draft encodes the prompt: keep it out of the cost fit
         self.probing = False
-        self.plain_streak = 0
         self.probe_interval = self.probe_after
+        # A new prompt is a natural time to probe: plain decoding left over from the last one
+        # starts with a probe round.
+        self.plain_streak = self.probe_interval
         self.explore_turn = 0
-        self.warmup = self._warmup_schedule()
-        self.current = self.warmup[0]
 
     def choose(self) -> Choice:
         if self.rounds_seen < len(self.warmup):
@@ -257,7 +275,7 @@ class Adaptive:
             # accepted round can show that drafting pays again.
             self.probing = True
             best = self._best(self._expected_tokens())[0]
-            return replace(best, block_size=max(best.block_size, self.warmup[0].block_size))
+            return replace(best, block_size=max(best.block_size, min(self.start_block_size, self.canvas_length)))
         if (self.rounds_seen - len(self.warmup)) % self.explore_every == self.explore_every - 1:
             return self._neighbour()
         return self.current
@@ -280,8 +298,8 @@ class Adaptive:
             self.plain_streak += 1
         probed, self.probing = self.probing, False
         self.rounds_seen += 1
-        if self.rounds_seen == len(self.warmup):  # warm-up over: start from its first choice
-            self.current, self.plain_streak = self.warmup[0], 0
+        if self.warmup and self.rounds_seen == len(self.warmup):  # warm-up over: start from its first choice
+            self.current, self.plain_streak, self.warmed_up = self.warmup[0], 0, True
         if self.rounds_seen >= len(self.warmup):
             self.current = self._decide(probed)
 
@@ -326,12 +344,12 @@ class Adaptive:
         return Choice(int(self.grid[g]), steps, recycle), float(rates[r, g])
 
     def _decide(self, probed: bool) -> Choice:
+        if self.current.block_size == 0 and not probed:
+            return PLAIN  # a plain round says nothing new about drafting (and this keeps it cheap)
         tokens = self._expected_tokens()
         best, best_rate = self._best(tokens)
         plain_rate = self.plain_rate()
         if self.current.block_size == 0:
-            if not probed:
-                return PLAIN
             if best_rate > plain_rate * (1.0 + self.hysteresis):
                 self.probe_interval = self.probe_after
                 return best

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import CANVAS, SHAPE
 
-from specdiff.tiny import TinyShape, build_tiny_pair
+from specdiff.tiny import build_tiny_pair
 
 # Tiny models gain nothing from threads, and OpenMP spin-waits slow every process on a busy 2-core box.
 torch.set_num_threads(1)
-
-SHAPE = TinyShape()  # vocab 512, sliding window 16
-CANVAS = 16
 
 
 @pytest.fixture(scope="session")
@@ -40,14 +38,3 @@ def decoder(drafter, verifier):
 
     return SpeculativeDecoder(drafter, verifier)
 
-
-def reference_greedy(verifier, prompt: list[int], max_new_tokens: int, eos: list[int] | None = None) -> list[int]:
-    """The verifier's own greedy ``generate()``: the output speculative decoding must equal."""
-    out = verifier.model.generate(
-        torch.tensor([prompt]),
-        do_sample=False,
-        max_new_tokens=max_new_tokens,
-        eos_token_id=eos,
-        pad_token_id=0,
-    )
-    return out[0, len(prompt):].tolist()

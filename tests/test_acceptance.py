@@ -6,21 +6,11 @@ import itertools
 
 import pytest
 import torch
+from helpers import chi2_pvalue
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from specdiff.acceptance import accepted_prefix_length, greedy_accept, stochastic_accept
-
-
-def chi2_pvalue(observed: torch.Tensor, expected_probs: torch.Tensor) -> float:
-    """Pearson's chi-square test of counts against probabilities (cells with zero probability dropped)."""
-    n = observed.sum()
-    keep = expected_probs > 0
-    assert observed[~keep].sum() == 0, "a cell with zero probability was observed"
-    expected = expected_probs[keep].double() * n
-    stat = ((observed[keep].double() - expected) ** 2 / expected).sum()
-    dof = int(keep.sum()) - 1
-    return float(1.0 - torch.special.gammainc(torch.tensor(dof / 2.0), stat / 2.0))
 
 
 def test_prefix_length_table():

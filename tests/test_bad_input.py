@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import CANVAS, SHAPE
+from helpers import CANVAS, SHAPE
 
 from specdiff import SpecdiffError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import CANVAS, SHAPE, reference_greedy
+from helpers import CANVAS, SHAPE, reference_greedy
 from specdiff.drafts import DiffusionGemmaDrafter, ProposalMode
 from stand_ins import OracleDrafter
 

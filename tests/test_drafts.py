@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import CANVAS
+from helpers import CANVAS, chi2_pvalue
 from specdiff.drafts import DenoisingConfig, DiffusionGemmaDrafter, ProposalMode
-from test_acceptance import chi2_pvalue
 
 
 def one_step_reference_logits(drafter, prompt: torch.Tensor, seed: int) -> torch.Tensor:

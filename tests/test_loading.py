@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import SHAPE
+from helpers import SHAPE
 from specdiff.drafts import DiffusionGemmaDrafter
 from specdiff.verifiers import CausalLMVerifier
 

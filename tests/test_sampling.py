@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import CANVAS, SHAPE
+from helpers import CANVAS, SHAPE, chi2_pvalue
 from specdiff.drafts import DiffusionGemmaDrafter, Draft, ProposalMode
-from test_acceptance import chi2_pvalue
 
 from specdiff import SpeculativeDecoder
 from specdiff.sampling import SamplingConfig, target_probs

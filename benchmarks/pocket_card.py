@@ -1,0 +1,99 @@
+"""The pocket pair's measured tables for its model card (issue: the pocket pair's bars).
+
+Runs, on the held-out code suite, greedy:
+1. an acceptance sweep over blocks 8/16/32/64 x steps 1/2/4/8 with 128-token continuations
+   (``specdiff.evals.sweep``; resumable), plus the verifier alone, checking every output equals
+   the verifier's own ``generate()`` and reporting the loop share of its continuations;
+2. the speed benchmark at 256 new tokens: ``ar``, ``assisted_ar_drafter`` and ``fixed_best``
+   interleaved per prompt in one run (``specdiff.evals.bench``);
+3. the cold start: ``load_pocket()`` plus a first 64-token generation, imports excluded.
+
+Usage: ``.venv/bin/python benchmarks/pocket_card.py [--out benchmarks/results] [--prompts N]``.
+Prints markdown tables and writes them to OUT/pocket_card.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+LOOPING = 0.5  # a continuation with more repeated 4-grams than this counts as looping
+
+COLD_START = """
+import time, torch
+import specdiff, specdiff.decoding, specdiff.drafts, specdiff.verifiers, transformers
+start = time.perf_counter()
+decoder = specdiff.load_pocket()
+result = decoder.generate("import os\\n\\ndef main():\\n", max_new_tokens=64, eos_token_id=[])
+print(time.perf_counter() - start, len(result.token_ids))
+"""
+
+
+def acceptance_tables(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Mean acceptance length by block size x steps: all prompts, and prompts that do not loop."""
+    ar = results[results["method"] == "ar"].set_index("prompt_id")["loop_share"]
+    calm = set(ar[ar <= LOOPING].index)
+    spec = results[results["method"] == "specdiff"]
+
+    def pivot(rows: pd.DataFrame) -> pd.DataFrame:
+        sums = rows.groupby(["block_size", "denoising_steps"])[["new_tokens", "rounds"]].sum()
+        table = (sums["new_tokens"] / sums["rounds"]).unstack("denoising_steps").round(2)
+        table.columns = [f"{steps} steps" for steps in table.columns]
+        return table
+
+    return {
+        f"all {ar.size} prompts (verifier loop share {ar.mean():.2f})": pivot(spec),
+        f"{len(calm)} non-looping prompts (loop share <= {LOOPING}; mean {ar[list(calm)].mean():.2f})": pivot(
+            spec[spec["prompt_id"].isin(calm)]
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--prompts", type=int, default=None, help="use the first N prompts of the suite")
+    parser.add_argument("--skip-sweep", action="store_true")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    from specdiff.evals.bench import BenchConfig, run_bench
+    from specdiff.evals.report import greedy_agreement, markdown_table
+    from specdiff.evals.sweep import SweepConfig, run_sweep
+
+    lines = ["# pocket pair: measured tables", ""]
+    if not args.skip_sweep:
+        sweep = SweepConfig(
+            out=args.out / "pocket_sweep.parquet", suite="code", block_sizes=(8, 16, 32, 64),
+            denoising_steps=(1, 2, 4, 8), max_new_tokens=128, limit=args.prompts, resume=True,
+        )
+        results = run_sweep(sweep)
+        agree = greedy_agreement(results)
+        lines += [f"Lossless: {int(agree['identical'].sum())}/{int(agree['prompts'].sum())} held-out prompts give "
+                  "the verifier's own greedy output under every configuration.", ""]
+        for title, table in acceptance_tables(results).items():
+            lines += [f"Mean acceptance length (128 new tokens), {title}; rows block size, columns steps:", "",
+                      markdown_table(table.reset_index()), ""]
+    bench = run_bench(BenchConfig(out=args.out / "pocket_bench.csv", suite="code", max_new_tokens=256,
+                                  limit=args.prompts))
+    bench.summary.to_csv(args.out / "pocket_bench.csv", index=False)
+    columns = ["method", "block_size", "denoising_steps", "tokens_per_s", "speedup_vs_ar",
+               "mean_acceptance_length", "draft_share", "verify_share", "other_share"]
+    lines += ["Speed, 256 new tokens per prompt, methods interleaved per prompt in one run "
+              f"(greedy outputs identical: {bench.identical}):", "",
+              markdown_table(bench.summary[columns], digits=3), ""]
+    cold = subprocess.run([sys.executable, "-c", COLD_START], capture_output=True, text=True, check=True)
+    seconds, tokens = cold.stdout.split()
+    lines += [f"Cold start: load_pocket() + a first {tokens}-token generation: {float(seconds):.2f} s "
+              "(imports excluded).", ""]
+    text = "\n".join(lines)
+    (args.out / "pocket_card.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

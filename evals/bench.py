@@ -1,0 +1,384 @@
+"""The side-by-side benchmark: specdiff against what a user would run instead, in one run.
+
+Methods run greedy, interleaved per prompt (each prompt runs every method before the next prompt
+starts, in an order rotated per prompt) so that machine noise hits all alike. A method is a name
+in ``BENCH_METHODS`` bound to a runner ``(context, prompt_ids) -> MethodRun``:
+
+``ar``
+    The verifier's own ``generate(do_sample=False)``: the baseline of every speedup.
+``assisted_ar_drafter``
+    transformers' assisted generation with the pocket AR drafter as ``assistant_model``.
+``fixed_best``
+    specdiff with the block size and denoising steps that were fastest in a quick grid over the
+    first ``grid_prompts`` prompts of the same suite.
+
+A new speculative policy is one line: ``BENCH_METHODS["mine"] = BenchMethod(speculative(lambda
+ctx: MyController()))``. Round time splits into drafting, verifying and everything else: from
+the ``RoundStats`` for speculative methods, and from timing the models' forward calls inside
+``generate()`` for the others (a call of the verifier counts as a round).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from specdiff.evals.suites import Suite, load_suite
+from specdiff.evals.sweep import drafter_canvas_length, output_hash, progress_bar, use_threads, verifier_generate
+
+from specdiff.errors import SpecdiffError
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where used: `specdiff --help` stays fast
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What ``specdiff bench`` runs; the CLI's defaults come from here."""
+
+    out: Path
+    suite: str = "code"
+    max_new_tokens: int = 64
+    methods: tuple[str, ...] = ("ar", "assisted_ar_drafter", "fixed_best")
+    limit: int | None = None
+    threads: int | None = None
+    grid_block_sizes: tuple[int, ...] = (4, 8, 16, 32)
+    grid_steps: tuple[int, ...] = (1, 2)
+    grid_prompts: int = 6
+    drafter: str | None = None
+    verifier: str | None = None
+    ar_drafter: str | None = None
+
+
+@dataclass(frozen=True)
+class MethodRun:
+    """One method on one prompt."""
+
+    token_ids: list[int]
+    total_s: float
+    rounds: int
+    proposed: int = 0
+    accepted: int = 0
+    draft_s: float = 0.0
+    verify_s: float = 0.0
+    other_s: float = 0.0
+
+
+@dataclass
+class BenchContext:
+    """What runners share: the models, the output length and the grid's choice."""
+
+    decoder: Any
+    max_new_tokens: int
+    ar_drafter: Any | None = None
+    best: Any | None = None  # a specdiff.controller.Choice, once the grid ran
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Runner = Callable[[BenchContext, Any], MethodRun]
+
+
+@dataclass(frozen=True)
+class BenchMethod:
+    run: Runner
+    needs_grid: bool = False
+    needs_ar_drafter: bool = False
+
+
+class _ForwardTimer:
+    """Seconds and calls spent in a module's forward while the context is open."""
+
+    def __init__(self, module: Any) -> None:
+        self.module, self.seconds, self.calls, self._start = module, 0.0, 0, 0.0
+
+    def __enter__(self) -> _ForwardTimer:
+        def before(*_: Any) -> None:
+            self._start = time.perf_counter()
+
+        def after(*_: Any) -> None:
+            self.seconds += time.perf_counter() - self._start
+            self.calls += 1
+
+        self._handles = [
+            self.module.register_forward_pre_hook(before),
+            self.module.register_forward_hook(after),
+        ]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def run_ar(ctx: BenchContext, prompt_ids: Any) -> MethodRun:
+    return _timed_generate(ctx, prompt_ids, assistant=None)
+
+
+def run_assisted_ar_drafter(ctx: BenchContext, prompt_ids: Any) -> MethodRun:
+    return _timed_generate(ctx, prompt_ids, assistant=ctx.ar_drafter)
+
+
+def _timed_generate(ctx: BenchContext, prompt_ids: Any, assistant: Any | None) -> MethodRun:
+    verifier = ctx.decoder.verifier
+    extra = {} if assistant is None else {"assistant_model": assistant}
+    with (
+        _ForwardTimer(verifier.model) as verify,
+        _ForwardTimer(assistant) if assistant is not None else nullcontext() as draft,
+    ):
+        start = time.perf_counter()
+        tokens = verifier_generate(verifier, prompt_ids, ctx.max_new_tokens, 0.0, 0, 1.0, 0, **extra)
+        total = time.perf_counter() - start
+    draft_s = draft.seconds if draft is not None else 0.0
+    return MethodRun(
+        tokens,
+        total,
+        rounds=verify.calls,
+        draft_s=draft_s,
+        verify_s=verify.seconds,
+        other_s=max(total - draft_s - verify.seconds, 0.0),
+    )
+
+
+def speculative(make_controller: Callable[[BenchContext], Any]) -> Runner:
+    """A runner for specdiff under the controller ``make_controller(context)`` returns."""
+
+    def run(ctx: BenchContext, prompt_ids: Any) -> MethodRun:
+        from specdiff.decoding import SpeculativeDecoder
+
+        base = ctx.decoder
+        decoder = SpeculativeDecoder(
+            base.drafter, base.verifier, controller=make_controller(ctx), tokenizer=base.tokenizer
+        )
+        result = decoder.generate(prompt_ids, ctx.max_new_tokens)
+        split = result.time_split()
+        return MethodRun(
+            result.token_ids,
+            result.elapsed_s,
+            result.num_rounds,
+            sum(s.proposed for s in result.stats),
+            sum(s.accepted for s in result.stats),
+            **split,
+        )
+
+    return run
+
+
+def _fixed_best(ctx: BenchContext) -> Any:
+    from specdiff.controller import Fixed
+
+    return Fixed(ctx.best.block_size, ctx.best.denoising_steps)
+
+
+def _heuristic(ctx: BenchContext) -> Any:
+    from specdiff.controller import Heuristic
+
+    return Heuristic()
+
+
+def _adaptive(ctx: BenchContext) -> Any:
+    from specdiff.controller import Adaptive
+
+    # One policy for the whole run, as a decoder keeps its own: measured costs carry over prompts.
+    return ctx.extra.setdefault("adaptive", Adaptive())
+
+
+BENCH_METHODS: dict[str, BenchMethod] = {
+    "ar": BenchMethod(run_ar),
+    "assisted_ar_drafter": BenchMethod(run_assisted_ar_drafter, needs_ar_drafter=True),
+    "fixed_best": BenchMethod(speculative(_fixed_best), needs_grid=True),
+    "heuristic": BenchMethod(speculative(_heuristic)),
+    "adaptive": BenchMethod(speculative(_adaptive)),
+}
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """The bench's tables: ``summary`` one row per method, ``runs`` one per method and prompt,
+    ``grid`` the quick grid behind ``fixed_best`` (empty when it did not run)."""
+
+    summary: pd.DataFrame
+    runs: pd.DataFrame
+    grid: pd.DataFrame
+    identical: bool
+    mismatched_prompts: tuple[str, ...]
+
+
+def check_bench(config: BenchConfig, canvas_length: int | None = None) -> Suite:
+    """Refuse bad arguments before any model loads; returns the prompts to run."""
+    unknown = [m for m in config.methods if m not in BENCH_METHODS]
+    if unknown or not config.methods:
+        raise SpecdiffError(
+            f"unknown method {', '.join(unknown) or '(none given)'}; pick from {', '.join(BENCH_METHODS)}"
+        )
+    if config.max_new_tokens < 1:
+        raise SpecdiffError(f"--max-new-tokens must be >= 1 (got {config.max_new_tokens})")
+    if config.limit is not None and config.limit < 1:
+        raise SpecdiffError(f"--limit must be >= 1 (got {config.limit})")
+    if config.threads is not None and config.threads < 1:
+        raise SpecdiffError(f"--threads must be >= 1 (got {config.threads})")
+    if config.grid_prompts < 1:
+        raise SpecdiffError(f"--grid-prompts must be >= 1 (got {config.grid_prompts})")
+    if not config.grid_block_sizes or not config.grid_steps:
+        raise SpecdiffError("the grid needs at least one block size and one step count")
+    if min(config.grid_block_sizes) < 1 or min(config.grid_steps) < 1:
+        raise SpecdiffError("grid block sizes and steps must be >= 1")
+    if (config.drafter is None) != (config.verifier is None):
+        raise SpecdiffError("name both --drafter and --verifier, or neither to use the pocket pair")
+    if (
+        config.drafter is not None
+        and config.ar_drafter is None
+        and any(BENCH_METHODS[m].needs_ar_drafter for m in config.methods)
+    ):
+        raise SpecdiffError("assisted_ar_drafter needs --ar-drafter when --drafter and --verifier are named")
+    if Path(config.out).suffix.lower() not in (".csv", ".parquet"):
+        raise SpecdiffError(f"--out must end in .csv or .parquet (got {Path(config.out).name})")
+    suite = load_suite(config.suite)
+    canvas = canvas_length if canvas_length is not None else drafter_canvas_length(config.drafter)
+    if canvas is not None and max(config.grid_block_sizes) > canvas:
+        raise SpecdiffError(
+            f"grid block size {max(config.grid_block_sizes)} exceeds the drafter's canvas of {canvas} tokens"
+        )
+    if config.limit is not None:
+        suite = Suite(suite.name, suite.prompts[: config.limit])
+    return suite
+
+
+def load_ar_drafter(path: str | None, like: Any) -> Any:
+    """The AR drafter (a ``Gemma4ForCausalLM``) on the verifier's dtype and device; pocket's by default."""
+    from transformers import AutoModelForCausalLM
+
+    from specdiff.loading import load_model
+
+    if path is None:
+        from specdiff.pocket import POCKET_DIR
+
+        path = str(POCKET_DIR / "ar_drafter")
+    return load_model(AutoModelForCausalLM, path, dtype=like.dtype).to(like.device)
+
+
+def quick_grid(
+    decoder: Any, prompts: list[Any], config: BenchConfig, advance: Callable[[str], None] = lambda _: None
+) -> pd.DataFrame:
+    """tokens/s and mean acceptance length of every grid configuration, fastest first."""
+    import pandas as pd
+
+    rows = []
+    totals: dict[tuple[int, int], list[float]] = {}
+    for ids in prompts:  # prompt-major, like the bench itself
+        for block in config.grid_block_sizes:
+            for steps in config.grid_steps:
+                result = decoder.generate(ids, config.max_new_tokens, block_size=block, denoising_steps=steps)
+                advance(f"quick grid: block {block} x {steps} steps")
+                acc = totals.setdefault((block, steps), [0, 0, 0.0])
+                acc[0] += len(result.token_ids)
+                acc[1] += result.num_rounds
+                acc[2] += result.elapsed_s
+    for (block, steps), (tokens, rounds, seconds) in totals.items():
+        rows.append(
+            dict(
+                block_size=block,
+                denoising_steps=steps,
+                tokens_per_s=tokens / seconds,
+                mean_acceptance_length=tokens / rounds,
+            )
+        )
+    return pd.DataFrame(rows).sort_values("tokens_per_s", ascending=False, ignore_index=True)
+
+
+def run_bench(
+    config: BenchConfig, decoder: Any | None = None, ar_drafter: Any | None = None, progress: bool = True
+) -> BenchResult:
+    """Run every method on every prompt, interleaved; see the module docstring."""
+    import pandas as pd
+
+    methods = list(dict.fromkeys(config.methods))
+    suite = check_bench(config, decoder.drafter.canvas_length if decoder is not None else None)
+    use_threads(config.threads)
+    if decoder is None:
+        from specdiff.cli import load_decoder
+
+        decoder = load_decoder(config.drafter, config.verifier)
+    ctx = BenchContext(decoder, config.max_new_tokens)
+    if any(BENCH_METHODS[m].needs_ar_drafter for m in methods):
+        ctx.ar_drafter = (
+            ar_drafter if ar_drafter is not None else load_ar_drafter(config.ar_drafter, decoder.verifier.model)
+        )
+    prompt_ids = [decoder.encode_prompt(p.prompt) for p in suite.prompts]
+    decoder.generate(prompt_ids[0], min(8, config.max_new_tokens), block_size=min(config.grid_block_sizes))
+    needs_grid = any(BENCH_METHODS[m].needs_grid for m in methods)
+    grid_runs = len(config.grid_block_sizes) * len(config.grid_steps) * len(prompt_ids[: config.grid_prompts])
+    with progress_bar(progress, grid_runs * needs_grid + len(prompt_ids) * len(methods), "bench") as advance:
+        grid = pd.DataFrame()
+        if needs_grid:
+            grid = quick_grid(decoder, prompt_ids[: config.grid_prompts], config, advance)
+            from specdiff.controller import Choice
+
+            top = grid.iloc[0]
+            ctx.best = Choice(int(top["block_size"]), int(top["denoising_steps"]))
+        for name in methods:  # warm-up: first-call costs land in no measurement
+            BENCH_METHODS[name].run(
+                BenchContext(decoder, min(8, config.max_new_tokens), ctx.ar_drafter, ctx.best), prompt_ids[0]
+            )
+        records = []
+        for i, (prompt, ids) in enumerate(zip(suite.prompts, prompt_ids, strict=True)):
+            order = methods[i % len(methods) :] + methods[: i % len(methods)]
+            for name in order:
+                run = BENCH_METHODS[name].run(ctx, ids)
+                advance(f"{prompt.id} {name}")
+                records.append(
+                    dict(
+                        prompt_id=prompt.id,
+                        method=name,
+                        new_tokens=len(run.token_ids),
+                        **{k: v for k, v in asdict(run).items() if k != "token_ids"},
+                        output_hash=output_hash(run.token_ids),
+                    )
+                )
+    runs = pd.DataFrame(records)
+    agree = runs.groupby("prompt_id", sort=False)["output_hash"].nunique()
+    mismatched = tuple(agree[agree > 1].index)
+    summary = summarize_bench(runs, methods, ctx.best, mismatched)
+    return BenchResult(summary, runs, grid, identical=not mismatched, mismatched_prompts=mismatched)
+
+
+def summarize_bench(
+    runs: pd.DataFrame, methods: list[str], best: Any | None, mismatched: tuple[str, ...]
+) -> pd.DataFrame:
+    """One row per method, in the order asked."""
+    import pandas as pd
+
+    sums = (
+        runs.groupby("method")
+        .agg(
+            prompts=("prompt_id", "nunique"),
+            new_tokens=("new_tokens", "sum"),
+            total_s=("total_s", "sum"),
+            rounds=("rounds", "sum"),
+            proposed=("proposed", "sum"),
+            accepted=("accepted", "sum"),
+            draft_s=("draft_s", "sum"),
+            verify_s=("verify_s", "sum"),
+            other_s=("other_s", "sum"),
+        )
+        .reindex(methods)
+    )
+    summary = pd.DataFrame({"method": methods})
+    summary["block_size"] = [best.block_size if m == "fixed_best" and best else 0 for m in methods]
+    summary["denoising_steps"] = [best.denoising_steps if m == "fixed_best" and best else 0 for m in methods]
+    for column in ("prompts", "new_tokens", "total_s"):
+        summary[column] = sums[column].to_numpy()
+    summary["tokens_per_s"] = (sums["new_tokens"] / sums["total_s"]).to_numpy()
+    ar = summary.loc[summary["method"] == "ar", "tokens_per_s"]
+    summary["speedup_vs_ar"] = summary["tokens_per_s"] / float(ar.iloc[0]) if len(ar) else float("nan")
+    summary["mean_acceptance_length"] = (sums["new_tokens"] / sums["rounds"]).to_numpy()
+    proposed = sums["proposed"].where(sums["proposed"] > 0)
+    summary["acceptance_rate"] = (sums["accepted"] / proposed).to_numpy()
+    round_s = sums["draft_s"] + sums["verify_s"] + sums["other_s"]
+    for phase in ("draft", "verify", "other"):
+        summary[f"{phase}_share"] = (sums[f"{phase}_s"] / round_s).to_numpy()
+    summary["greedy_identical"] = not mismatched
+    return summary

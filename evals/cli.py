@@ -1,0 +1,268 @@
+"""``specdiff sweep``, ``specdiff report`` and ``specdiff bench``: thin commands over ``specdiff.evals``.
+
+Each builds a frozen config (whose fields hold the defaults) and calls the library; comma lists
+are parsed here, at once, into tuples. ``specdiff.cli`` registers the three functions on its app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from specdiff.evals.bench import BenchConfig
+from specdiff.evals.sweep import SweepConfig
+
+from specdiff.cli import friendly_errors
+
+console = Console()
+
+_SWEEP = {f.name: f.default for f in fields(SweepConfig)}
+_BENCH = {f.name: f.default for f in fields(BenchConfig)}
+
+
+def _joined(values: tuple) -> str:
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
+def parse_list(text: str, kind: type, option: str) -> tuple:
+    """``"4,8,16"`` as a tuple of ``kind``; ``""`` as an empty tuple (the config check refuses it)."""
+    if not text.strip():
+        return ()
+    try:
+        return tuple(kind(part) for part in text.split(","))
+    except ValueError:
+        from specdiff.errors import SpecdiffError
+
+        raise SpecdiffError(f"{option} takes comma-separated {kind.__name__}s like 4,8,16 (got {text!r})") from None
+
+
+_SUITE_HELP = "A shipped suite (code, functions, prose), or a .jsonl / .csv / .parquet file with a prompt column."
+
+
+@friendly_errors
+def sweep(
+    suite: str = typer.Option(_SWEEP["suite"], help=_SUITE_HELP),
+    block_sizes: str = typer.Option(_joined(_SWEEP["block_sizes"]), help="Draft tokens per round, comma-separated."),
+    steps: str = typer.Option(_joined(_SWEEP["denoising_steps"]), help="Caps on denoising steps, comma-separated."),
+    temperatures: str = typer.Option(_joined(_SWEEP["temperatures"]), help="0 = greedy; comma-separated."),
+    seeds: str = typer.Option(_joined(_SWEEP["seeds"]), help="Seeds (drafter noise and sampling), comma-separated."),
+    max_new_tokens: int = typer.Option(
+        _SWEEP["max_new_tokens"],
+        help="New tokens per generation. 64 keeps the full default sweep of a 30-prompt suite (630 "
+        "generations) under 20 minutes on 2 cores with the pocket pair.",
+    ),
+    top_k: int = typer.Option(_SWEEP["top_k"], help="Verifier top-k when sampling (0: none)."),
+    top_p: float = typer.Option(_SWEEP["top_p"], help="Verifier top-p when sampling (1: none)."),
+    limit: int | None = typer.Option(_SWEEP["limit"], help="Run only the suite's first N prompts."),
+    threads: int | None = typer.Option(_SWEEP["threads"], help="torch CPU threads (default: torch's choice)."),
+    drafter: str | None = typer.Option(_SWEEP["drafter"], help="Drafter folder or hub id (default: pocket)."),
+    verifier: str | None = typer.Option(_SWEEP["verifier"], help="Verifier folder or hub id (default: pocket)."),
+    out: Path = typer.Option(..., help="Results table, FILE.parquet or FILE.csv."),
+    resume: bool = typer.Option(_SWEEP["resume"], help="Continue OUT: skip the rows it already holds."),
+) -> None:
+    """Run every prompt under every block size x steps (x temperature x seed), plus the verifier alone.
+
+    Each finished row is on disk at once (OUT.rows.jsonl until the end), so a killed run loses at
+    most the generation in flight; --resume picks up where it stopped.
+    """
+    from specdiff.evals.sweep import run_sweep
+
+    config = SweepConfig(
+        out=out,
+        suite=suite,
+        block_sizes=parse_list(block_sizes, int, "--block-sizes"),
+        denoising_steps=parse_list(steps, int, "--steps"),
+        temperatures=parse_list(temperatures, float, "--temperatures"),
+        seeds=parse_list(seeds, int, "--seeds"),
+        max_new_tokens=max_new_tokens,
+        top_k=top_k,
+        top_p=top_p,
+        drafter=drafter,
+        verifier=verifier,
+        limit=limit,
+        threads=threads,
+        resume=resume,
+    )
+    frame = run_sweep(config)
+    console.print(f"{len(frame)} rows in {out}; read them with: specdiff report {out}")
+
+
+@friendly_errors
+def report(
+    file: Path = typer.Argument(..., help="A sweep table (.parquet, .csv, or a run's .rows.jsonl journal)."),
+    gpu_price_per_hour: float | None = typer.Option(
+        None, help="Price of the machine per hour, for cost per 1M tokens."
+    ),
+    plots: Path | None = typer.Option(None, help="Write PNG plots into this folder."),
+    markdown: Path | None = typer.Option(None, help="Write a markdown report to this file."),
+    top: int = typer.Option(8, help="Configurations shown per suite."),
+) -> None:
+    """Summarize a sweep: acceptance, acceptance by position, tokens/s, speedup, cost and round time split."""
+    from specdiff.evals import report as rep
+    from specdiff.evals.sweep import read_results
+
+    if gpu_price_per_hour is not None and gpu_price_per_hour <= 0:
+        from specdiff.errors import SpecdiffError
+
+        raise SpecdiffError(f"--gpu-price-per-hour must be > 0 (got {gpu_price_per_hour})")
+    results = read_results(file)
+    summary = rep.summarize(results, gpu_price_per_hour)
+    print_report(results, summary, top)
+    written = rep.write_plots(results, plots) if plots is not None else []
+    for path in written:
+        console.print(f"plot: {path}")
+    if markdown is not None:
+        markdown.write_text(rep.markdown_report(results, gpu_price_per_hour, written, top))
+        console.print(f"markdown: {markdown}")
+
+
+def _fmt(value: Any, spec: str = ".2f") -> str:
+    try:
+        return "—" if value != value else format(value, spec)  # NaN: not measured for this method
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _config_label(row: Any) -> str:
+    return "ar" if row.method == "ar" else f"{row.block_size} x {row.denoising_steps}"
+
+
+# (header, how to show a summary row); the report's and the bench's tables share these columns.
+_MEASURES = [
+    ("acc len", lambda r: _fmt(r.mean_acceptance_length)),
+    ("acc rate", lambda r: _fmt(r.acceptance_rate, ".0%")),
+    ("tok/s", lambda r: _fmt(r.tokens_per_s, ".1f")),
+    ("speedup", lambda r: _fmt(r.speedup, ".2f") + "x"),
+    ("draft", lambda r: _fmt(r.draft_share, ".0%")),
+    ("verify", lambda r: _fmt(r.verify_share, ".0%")),
+    ("other", lambda r: _fmt(r.other_share, ".0%")),
+]
+_COST = ("$/1M", lambda r: _fmt(r.cost_per_million_tokens))
+
+
+def _table(title: str, columns: list[tuple[str, Any]], rows: list[Any]) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold underline", box=None, pad_edge=False)
+    for i, (header, _) in enumerate(columns):
+        table.add_column(header, justify="left" if i == 0 else "right", no_wrap=True, min_width=len(header))
+    for row in rows:
+        table.add_row(*(show(row) for _, show in columns))
+    return table
+
+
+def print_report(results: Any, summary: Any, top: int) -> None:
+    """The report's tables: the best configuration per suite, then each suite's top configurations."""
+    from specdiff.evals import report as rep
+
+    extra = [_COST] if "cost_per_million_tokens" in summary.columns else []
+    best = rep.best_configs(summary)
+    columns = [
+        ("suite", lambda r: r.suite),
+        ("T", lambda r: f"{r.temperature:g}"),
+        ("config", _config_label),
+        *[m for m in _MEASURES if m[0] in ("acc len", "acc rate", "tok/s", "speedup", "other")],
+        ("loop", lambda r: _fmt(r.loop_share)),
+        *extra,
+    ]
+    console.print(_table("best configuration per suite", columns, list(best.itertuples())))
+
+    positions = rep.position_acceptance(results)
+    columns = [
+        ("config", _config_label),
+        *_MEASURES,
+        ("setup", lambda r: _fmt(r.setup_share, ".0%")),
+        *extra,
+    ]
+    for (suite, temperature), group in summary.groupby(["suite", "temperature"], sort=True):
+        rows = list(group[group["method"] != "ar"].head(top).itertuples())
+        rows += list(group[group["method"] == "ar"].itertuples())
+        title = f"{suite}, temperature {temperature:g}: top {top} by tokens/s (config: block size x steps)"
+        console.print()
+        console.print(_table(title, columns, rows))
+        winner = best[(best["suite"] == suite) & (best["temperature"] == temperature)]
+        if len(winner):
+            w = winner.iloc[0]
+            mine = positions[
+                (positions["suite"] == suite)
+                & (positions["temperature"] == temperature)
+                & (positions["block_size"] == w["block_size"])
+                & (positions["denoising_steps"] == w["denoising_steps"])
+            ]
+            rates = " ".join(f"{r:.2f}" for r in mine["conditional_rate"].head(16) if r == r)
+            console.print(
+                f"acceptance by draft position at {w['block_size']} x {w['denoising_steps']} "
+                f"(given the earlier positions accepted): {rates or '—'}",
+                highlight=False,
+            )
+    for row in rep.greedy_agreement(results).itertuples():
+        verdict = "[green]identical[/]" if row.identical == row.prompts else "[bold red]DIFFERENT[/]"
+        console.print(
+            f"greedy outputs, {row.suite}: {verdict} across all methods on {row.identical}/{row.prompts} prompts"
+        )
+
+
+@friendly_errors
+def bench(
+    suite: str = typer.Option(_BENCH["suite"], help=_SUITE_HELP),
+    max_new_tokens: int = typer.Option(_BENCH["max_new_tokens"], help="New tokens per generation."),
+    methods: str = typer.Option(_joined(_BENCH["methods"]), help="Methods to compare, comma-separated."),
+    limit: int | None = typer.Option(_BENCH["limit"], help="Run only the suite's first N prompts."),
+    threads: int | None = typer.Option(_BENCH["threads"], help="torch CPU threads (default: torch's choice)."),
+    grid_block_sizes: str = typer.Option(_joined(_BENCH["grid_block_sizes"]), help="fixed_best's grid: block sizes."),
+    grid_steps: str = typer.Option(_joined(_BENCH["grid_steps"]), help="fixed_best's grid: denoising steps."),
+    grid_prompts: int = typer.Option(_BENCH["grid_prompts"], help="fixed_best's grid runs on the first N prompts."),
+    drafter: str | None = typer.Option(_BENCH["drafter"], help="Drafter folder or hub id (default: pocket)."),
+    verifier: str | None = typer.Option(_BENCH["verifier"], help="Verifier folder or hub id (default: pocket)."),
+    ar_drafter: str | None = typer.Option(
+        _BENCH["ar_drafter"], help="AR drafter for assisted generation (default: pocket)."
+    ),
+    out: Path = typer.Option(..., help="One row per method, FILE.csv or FILE.parquet (per-prompt runs beside it)."),
+) -> None:
+    """Compare methods side by side, greedy, interleaved per prompt; checks that their outputs agree."""
+    from specdiff.evals.bench import run_bench
+    from transformers.utils import logging as hf_logging
+
+    config = BenchConfig(
+        out=out,
+        suite=suite,
+        max_new_tokens=max_new_tokens,
+        methods=parse_list(methods, str, "--methods"),
+        limit=limit,
+        threads=threads,
+        grid_block_sizes=parse_list(grid_block_sizes, int, "--grid-block-sizes"),
+        grid_steps=parse_list(grid_steps, int, "--grid-steps"),
+        grid_prompts=grid_prompts,
+        drafter=drafter,
+        verifier=verifier,
+        ar_drafter=ar_drafter,
+    )
+    hf_logging.set_verbosity_error()  # assisted generation warns about its own internal arguments
+    result = run_bench(config)
+    runs_path = out.with_name(out.stem + ".runs" + out.suffix)
+    for frame, path in ((result.summary, out), (result.runs, runs_path)):
+        frame.to_parquet(path, index=False) if path.suffix.lower() == ".parquet" else frame.to_csv(path, index=False)
+    print_bench(result)
+    console.print(f"{out} (per prompt: {runs_path})")
+
+
+def print_bench(result: Any) -> None:
+    columns = [
+        ("method", lambda r: r.method),
+        ("config", lambda r: f"{r.block_size} x {r.denoising_steps}" if r.block_size else ""),
+        *[(h, show) for h, show in _MEASURES if h != "speedup"],
+        ("speedup vs ar", lambda r: _fmt(r.speedup_vs_ar) + "x"),
+    ]
+    console.print(_table("bench (greedy, interleaved per prompt)", columns, list(result.summary.itertuples())))
+    methods = ", ".join(result.summary["method"])
+    prompts = result.runs["prompt_id"].nunique()
+    if result.identical:
+        console.print(f"[green]greedy outputs identical[/] across {methods} on all {prompts} prompts")
+    else:
+        console.print(
+            f"[bold red]greedy outputs DIFFER[/] on {len(result.mismatched_prompts)}/{prompts} prompts: "
+            f"{', '.join(result.mismatched_prompts[:10])}"
+        )
+        raise typer.Exit(code=1)  # a lossless method that changes the output is a bug, not a result

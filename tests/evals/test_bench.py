@@ -1,0 +1,85 @@
+"""The bench: one row per method, outputs compared, and methods that plug in by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from specdiff.evals import bench as bn
+from specdiff.evals.bench import BenchConfig, BenchMethod, run_bench, speculative
+
+from specdiff.errors import SpecdiffError
+
+QUICK = dict(max_new_tokens=6, grid_block_sizes=(2, 4), grid_steps=(1,), grid_prompts=1)
+
+
+def test_every_method_matches_the_verifier_alone(decoder, ar_drafter, mini_suite):
+    result = run_bench(
+        BenchConfig(out=Path("b.csv"), suite=str(mini_suite), **QUICK), decoder, ar_drafter, progress=False
+    )
+    summary = result.summary
+    assert list(summary["method"]) == ["ar", "assisted_ar_drafter", "fixed_best"]
+    assert result.identical and summary["greedy_identical"].all()
+    assert len(result.runs) == 2 * 3 and set(result.runs["new_tokens"]) == {6}
+    ar = summary.iloc[0]
+    assert ar["speedup_vs_ar"] == pytest.approx(1.0) and ar["mean_acceptance_length"] == pytest.approx(1.0)
+    best = summary.iloc[2]
+    assert (best["block_size"], best["denoising_steps"]) == tuple(
+        result.grid.iloc[0][["block_size", "denoising_steps"]]
+    )
+    shares = summary[["draft_share", "verify_share", "other_share"]].sum(axis=1)
+    assert shares.to_numpy() == pytest.approx([1.0, 1.0, 1.0])
+    # Interleaved: each prompt runs every method before the next prompt starts, in rotated order.
+    assert list(result.runs["method"][:3]) == ["ar", "assisted_ar_drafter", "fixed_best"]
+    assert list(result.runs["method"][3:]) == ["assisted_ar_drafter", "fixed_best", "ar"]
+
+
+def test_a_new_method_plugs_in_by_name(decoder, mini_suite, monkeypatch):
+    from specdiff.controller import Fixed
+
+    methods = dict(bn.BENCH_METHODS, block_3=BenchMethod(speculative(lambda ctx: Fixed(3, 1))))
+    monkeypatch.setattr(bn, "BENCH_METHODS", methods)
+    result = run_bench(
+        BenchConfig(out=Path("b.csv"), suite=str(mini_suite), methods=("ar", "block_3"), **QUICK),
+        decoder,
+        progress=False,
+    )
+    assert list(result.summary["method"]) == ["ar", "block_3"] and result.identical
+    assert result.grid.empty  # no method asked for the grid
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(methods=("ar", "magic")), "unknown method magic"),
+        (dict(methods=()), "unknown method"),
+        (dict(max_new_tokens=0), "--max-new-tokens must be >= 1"),
+        (dict(grid_block_sizes=(4, 32)), "exceeds the drafter's canvas of 16"),
+        (dict(grid_steps=()), "the grid needs at least one"),
+        (dict(suite="nope"), "unknown suite"),
+        (dict(out=Path("b.json")), "must end in .csv or .parquet"),
+        (dict(ar_drafter=None), "assisted_ar_drafter needs --ar-drafter"),
+    ],
+)
+def test_bad_arguments_are_refused_before_loading(tiny_dirs, monkeypatch, change, message):
+    monkeypatch.setattr("specdiff.cli.load_decoder", lambda *a, **k: pytest.fail("loaded a model"))
+    config = dict(out=Path("b.csv"), drafter=str(tiny_dirs[1]), verifier=str(tiny_dirs[0]), ar_drafter="x")
+    with pytest.raises(SpecdiffError, match=message):
+        run_bench(BenchConfig(**{**config, **change}), progress=False)
+
+
+def _pocket_ready() -> bool:
+    from specdiff.pocket import POCKET_DIR
+
+    return all((POCKET_DIR / name / "config.json").is_file() for name in ("verifier", "drafter", "ar_drafter"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _pocket_ready(), reason="the pocket pair is not exported yet")
+def test_on_the_pocket_pair_every_method_is_lossless(tmp_path):
+    config = BenchConfig(
+        out=tmp_path / "b.csv", limit=2, max_new_tokens=24, grid_block_sizes=(8,), grid_steps=(1,), grid_prompts=1
+    )
+    result = run_bench(config, progress=False)
+    assert result.identical, result.mismatched_prompts
+    assert result.summary.set_index("method").loc["fixed_best", "mean_acceptance_length"] > 1.0

@@ -1,0 +1,310 @@
+"""Controllers: scripted acceptance and seconds drive each policy to the expected choices.
+
+The policies learn only from ``RoundStats``, so a scripted drafter (how many draft tokens the
+verifier accepts, given the round and the choice) and a scripted machine (seconds per denoising
+step and per verified token) make every test deterministic.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from helpers import CANVAS, reference_greedy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from stand_ins import OracleDrafter
+
+from specdiff import SpeculativeDecoder
+from specdiff.controller import (
+    PLAIN,
+    Adaptive,
+    Choice,
+    Fixed,
+    Heuristic,
+    block_grid,
+    expected_committed,
+    reach_estimates,
+)
+from specdiff.errors import SpecdiffError
+from specdiff.metrics import RoundStats
+
+EVERYTHING = 10**6  # "accept every draft token" (capped at the block)
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Scripted seconds: drafting per denoising step, verifying per forward and per token scored."""
+
+    draft_per_step: float = 0.005
+    verify_base: float = 0.008
+    verify_per_token: float = 0.0001
+    noise: float = 0.0  # relative; alternates + and - so runs stay deterministic
+
+    def seconds(self, round_index: int, block_size: int, steps: int) -> tuple[float, float]:
+        scale = 1.0 + self.noise * (1 if round_index % 2 else -1)
+        draft_s = self.draft_per_step * steps if block_size else 0.0
+        return draft_s * scale, (self.verify_base + self.verify_per_token * (block_size + 1)) * scale
+
+
+def play(
+    policy,
+    accepted_for: Callable[[int, Choice], int],
+    rounds: int,
+    canvas: int = 32,
+    machine: Machine = Machine(),
+) -> list[Choice]:
+    """Run ``policy`` for ``rounds`` rounds against the script; returns the choices it made."""
+    policy.reset(canvas)
+    choices = []
+    for i in range(rounds):
+        choice = policy.choose()
+        k = choice.block_size
+        accepted = min(k, accepted_for(i, choice))
+        draft_s, verify_s = machine.seconds(i, k, choice.denoising_steps)
+        steps = choice.denoising_steps if k else 0
+        policy.observe(RoundStats(i, k, steps, steps, k, accepted, accepted + 1, draft_s, verify_s, 0.0,
+                                  choice.recycle_canvas and k > 0))
+        choices.append(choice)
+    return choices
+
+
+def drafting_rounds(choices: list[Choice], start: int = 0) -> list[int]:
+    return [i for i, c in enumerate(choices) if c.block_size > 0 and i >= start]
+
+
+# -- Fixed and Heuristic -------------------------------------------------------------------------
+
+
+def test_fixed_repeats_its_choice_and_refuses_a_block_past_the_canvas():
+    assert set(play(Fixed(8, 2, True), lambda i, c: i % 3, 10)) == {Choice(8, 2, True)}
+    with pytest.raises(SpecdiffError, match="canvas length 16"):
+        Fixed(32).reset(16)
+
+
+def test_heuristic_adds_two_after_a_full_block_and_drops_one_otherwise():
+    # accepted per round: full, full, partial, none, full
+    script = [EVERYTHING, EVERYTHING, 3, 0, EVERYTHING, 0]
+    choices = play(Heuristic(start_block_size=20), lambda i, c: script[i], 6, canvas=32)
+    assert [c.block_size for c in choices] == [20, 22, 24, 23, 22, 24]
+    # clamped to the canvas above and to 1 below
+    grown = play(Heuristic(20), lambda i, c: EVERYTHING, 4, canvas=24)
+    assert [c.block_size for c in grown] == [20, 22, 24, 24]
+    assert [c.block_size for c in play(Heuristic(2), lambda i, c: 0, 4)] == [2, 1, 1, 1]
+
+
+def test_heuristic_ignores_rounds_without_a_draft():
+    policy = Heuristic(start_block_size=5)
+    policy.reset(16)
+    policy.observe(RoundStats(0, 0, 0, 0, 0, 0, 1, 0.0, 0.01, 0.0))
+    assert policy.choose().block_size == 5
+
+
+# -- Adaptive's pure parts -----------------------------------------------------------------------
+
+
+def test_block_grid():
+    assert block_grid(16) == (1, 2, 3, 4, 6, 8, 12, 16)
+    assert block_grid(20) == (1, 2, 3, 4, 6, 8, 12, 16, 20)
+    assert block_grid(1) == (1,)
+
+
+def test_expected_committed_table():
+    reach = np.array([[1.0, 1.0, 1.0], [0.5, 0.25, 0.125], [0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(expected_committed(reach), [[1, 2, 3, 4], [1, 1.5, 1.75, 1.875], [1, 1, 1, 1]])
+
+
+def test_reach_estimates_by_hand():
+    zeros = np.zeros((2, 4))
+    # no counts: the prior, extrapolated geometrically
+    np.testing.assert_allclose(reach_estimates(zeros, zeros, 0.5, 2.0), [[0.5, 0.25, 0.125, 0.0625]] * 2)
+    # setting 0 proposed positions 0 and 1 in eight rounds: reached 0 six times, 0 and 1 four times
+    reached, proposed = zeros.copy(), zeros.copy()
+    reached[0, :2], proposed[0, :2] = [6.0, 4.0], 8.0
+    estimates = reach_estimates(reached, proposed, 0.5, 2.0)
+    pooled_0 = (6 + 2 * 0.5) / (8 + 2)  # toward the prior
+    pooled_1 = (4 + 2 * pooled_0 * pooled_0) / (8 + 2)  # toward position 0 times its ratio
+    row_0, row_1 = (6 + 2 * pooled_0) / 10, (4 + 2 * pooled_1) / 10
+    ratio = row_1 / row_0
+    np.testing.assert_allclose(estimates[0], [row_0, row_1, row_1 * ratio, row_1 * ratio**2])
+    pooled_ratio = pooled_1 / pooled_0  # an untried setting borrows the pooled estimates
+    np.testing.assert_allclose(estimates[1], [pooled_0, pooled_1, pooled_1 * pooled_ratio,
+                                              pooled_1 * pooled_ratio**2])
+
+
+def test_reach_estimates_never_increase_along_the_block():
+    reached, proposed = np.array([[1.0, 5.0, 5.0, 0.0]]), np.array([[5.0, 5.0, 5.0, 5.0]])
+    estimates = reach_estimates(reached, proposed, 0.5, 2.0)[0]
+    assert (np.diff(estimates) <= 0).all()
+
+
+# -- Adaptive, scripted ----------------------------------------------------------------------------
+
+
+def test_adaptive_warms_up_with_a_fixed_schedule():
+    choices = play(Adaptive(start_block_size=16), lambda i, c: 0, 5)
+    assert choices == [Choice(16, 1), Choice(16, 1), Choice(16, 2), Choice(4, 1), PLAIN]
+
+
+def test_later_generations_skip_the_warm_up_and_start_from_what_was_learnt():
+    policy = Adaptive()
+    play(policy, lambda i, c: EVERYTHING, 30)
+    learnt = policy.current
+    assert play(policy, lambda i, c: EVERYTHING, 3)[0] == learnt  # play() resets: a new generation
+    play(policy, lambda i, c: 0, 60)  # a prompt the drafter cannot follow ends in plain decoding
+    assert policy.current == PLAIN
+    choices = play(policy, lambda i, c: 0, 12)
+    assert choices[0].block_size >= 16 and choices[1] == PLAIN  # the next prompt starts with a probe
+    assert play(policy, lambda i, c: 0, 3, canvas=64)[:2] == [Choice(16, 1), Choice(16, 1)]  # new drafter
+
+
+def test_adaptive_grows_the_block_while_everything_is_accepted():
+    policy = Adaptive()
+    choices = play(policy, lambda i, c: EVERYTHING, 60)
+    assert policy.current.block_size == 32 and policy.current.denoising_steps == 1
+    assert drafting_rounds(choices, 5) == list(range(5, 60))  # never falls back to plain decoding
+
+
+def test_adaptive_falls_back_to_plain_decoding_and_probes_with_backoff():
+    choices = play(Adaptive(probe_after=8), lambda i, c: 0, 100)
+    # warm-up ends at round 5 in plain decoding; probes after 8, then 16, then 32 plain rounds
+    assert drafting_rounds(choices, 5) == [13, 30, 63]
+    assert all(choices[i].block_size >= 16 for i in (13, 30, 63))  # a probe drafts a full starting block
+
+
+def test_adaptive_resumes_drafting_once_a_probe_passes():
+    # Drafts fail until round 20 (say, the output starts to repeat itself), then all pass.
+    choices = play(Adaptive(probe_after=8), lambda i, c: 0 if i < 20 else EVERYTHING, 70)
+    assert drafting_rounds(choices, 5)[:2] == [13, 30]
+    assert drafting_rounds(choices, 30) == list(range(30, 70))
+    assert choices[-1].block_size == 32
+
+
+def test_adaptive_pays_for_a_denoising_step_that_pays_back():
+    # One step's drafts all fail; two steps' all pass.
+    policy = Adaptive()
+    play(policy, lambda i, c: EVERYTHING if c.denoising_steps >= 2 else 0, 40)
+    assert (policy.current.block_size, policy.current.denoising_steps) == (32, 2)
+
+
+def test_adaptive_learns_canvas_recycling_when_it_helps():
+    policy = Adaptive()
+    play(policy, lambda i, c: EVERYTHING if c.recycle_canvas else 1, 40)
+    assert policy.current.recycle_canvas and policy.current.block_size == 32
+
+
+def test_adaptive_never_recycles_when_not_allowed():
+    choices = play(Adaptive(recycle_options=(False,)), lambda i, c: EVERYTHING if c.recycle_canvas else 1, 40)
+    assert not any(c.recycle_canvas for c in choices)
+
+
+def geometric_acceptance(rate: float, seed: int = 0) -> Callable[[int, Choice], int]:
+    """Each draft position passes with probability ``rate`` (the script's own seeded RNG)."""
+    rng = random.Random(seed)
+
+    def accepted_for(round_index: int, choice: Choice) -> int:
+        n = 0
+        while n < choice.block_size and rng.random() < rate:
+            n += 1
+        return n
+
+    return accepted_for
+
+
+def test_cost_not_acceptance_decides_the_block_size():
+    # The same acceptance on two machines: verifying is nearly free per token on one, costly on the other.
+    flat, steep = Adaptive(), Adaptive()
+    play(flat, geometric_acceptance(0.8), 200, machine=Machine(verify_per_token=0.00005))
+    play(steep, geometric_acceptance(0.8), 200, machine=Machine(verify_per_token=0.002))
+    assert flat.current.block_size > steep.current.block_size > 0
+    # and drafting that costs several verifier forwards never pays at this acceptance
+    slow_drafter = Adaptive()
+    choices = play(slow_drafter, geometric_acceptance(0.8), 200, machine=Machine(draft_per_step=0.08))
+    assert slow_drafter.current == PLAIN
+    assert len(drafting_rounds(choices, 5)) <= 5  # a few probes only
+
+
+def test_adaptive_does_not_thrash_on_noisy_seconds():
+    policy = Adaptive()
+    currents = []
+    accepted_for = geometric_acceptance(0.7, seed=1)
+
+    def record(i: int, choice: Choice) -> int:
+        currents.append(policy.current)
+        return accepted_for(i, choice)
+
+    play(policy, record, 300, machine=Machine(noise=0.2))
+    switches = sum(a != b for a, b in zip(currents[10:], currents[11:], strict=False))
+    assert switches <= 10, f"the choice changed {switches} times in 290 rounds"
+
+
+# -- every policy --------------------------------------------------------------------------------
+
+POLICIES = {
+    "fixed": lambda: Fixed(4, 1),
+    "fixed-recycle": lambda: Fixed(4, 2, recycle_canvas=True),
+    "heuristic": lambda: Heuristic(),
+    "adaptive": lambda: Adaptive(),
+}
+
+stats_strategy = st.builds(
+    RoundStats,
+    round_index=st.integers(0, 1000),
+    block_size=st.integers(0, 300),
+    denoising_steps=st.integers(0, 20),
+    denoising_steps_used=st.integers(0, 20),
+    proposed=st.integers(0, 300),
+    accepted=st.integers(0, 300),
+    committed=st.integers(0, 301),
+    draft_s=st.floats(0, 10),
+    verify_s=st.floats(0, 10),
+    other_s=st.floats(0, 10),
+    canvas_recycled=st.booleans(),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(sorted(POLICIES)), st.integers(1, 300), st.lists(stats_strategy, max_size=40))
+def test_choices_stay_within_the_canvas_and_at_least_one_step(name, canvas, history):
+    policy = Fixed(min(4, canvas), 1) if name.startswith("fixed") else POLICIES[name]()
+    policy.reset(canvas)
+    for stats in history:
+        choice = policy.choose()
+        assert 0 <= choice.block_size <= canvas and choice.denoising_steps >= 1
+        assert choice.block_size > 0 or isinstance(policy, Adaptive)  # only Adaptive decodes plainly
+        stats = RoundStats(**{**stats.__dict__, "accepted": min(stats.accepted, stats.proposed)})
+        policy.observe(stats)
+    choice = policy.choose()
+    assert 0 <= choice.block_size <= canvas and choice.denoising_steps >= 1
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_greedy_output_equals_the_verifier_with_each_policy(name, drafter, verifier):
+    prompt = [5, 17, 42, 9]
+    decoder = SpeculativeDecoder(drafter, verifier, controller=POLICIES[name]())
+    result = decoder.generate(prompt, max_new_tokens=40, seed=0, eos_token_id=[])
+    assert result.token_ids == reference_greedy(verifier, prompt, 40, eos=[])
+
+
+def test_adaptive_is_the_default_and_call_arguments_override_it(drafter, verifier):
+    decoder = SpeculativeDecoder(drafter, verifier)
+    assert isinstance(decoder.controller, Adaptive)
+    result = decoder.generate([5, 17, 42], max_new_tokens=12, block_size=3, denoising_steps=2,
+                              eos_token_id=[])
+    drafted = [s for s in result.stats if s.proposed > 0]
+    assert drafted[0].block_size == 3  # later rounds may be cut short by the end of the output
+    assert all(s.block_size <= 3 and s.denoising_steps == 2 for s in drafted)
+
+
+def test_adaptive_drafts_whole_canvases_for_a_perfect_drafter(verifier):
+    prompt = [5, 17, 42, 9]
+    continuation = reference_greedy(verifier, prompt, 120, eos=[])
+    oracle = OracleDrafter(continuation, verifier.vocab_size, canvas_length=CANVAS)
+    result = SpeculativeDecoder(oracle, verifier, controller=Adaptive()).generate(
+        prompt, max_new_tokens=120, eos_token_id=[]
+    )
+    assert result.token_ids == continuation
+    assert max(s.block_size for s in result.stats) == CANVAS

@@ -1,0 +1,161 @@
+"""The pocket recipe end to end on a tiny slice: stages, interruption and resume, export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from specdiff import corpus
+from specdiff.pocket import PocketConfig, train_pocket
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def pocket_run(tmp_path_factory):
+    """Run the smoke recipe, crash it mid-verifier, resume it; return (out_dir, cfg, results, log)."""
+    out = tmp_path_factory.mktemp("pocket")
+    cfg = PocketConfig.smoke(export_dir=out / "pocket_models")
+    seen: list[tuple[str, int]] = []
+
+    def crash_at_verifier_step_3(stage: str, step: int) -> None:
+        seen.append((stage, step))
+        if stage == "verifier" and step == 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train_pocket(out, cfg, step_hook=crash_at_verifier_step_3)
+    tokenizer_done = (out / "tokenizer" / "done.json").stat().st_mtime_ns
+    checkpoint_step = torch.load(out / "verifier" / "checkpoint.pt", weights_only=False)["step"]
+
+    resumed: list[tuple[str, int]] = []
+    results = train_pocket(out, cfg, step_hook=lambda stage, step: resumed.append((stage, step)))
+    return dict(out=out, cfg=cfg, results=results, resumed=resumed, checkpoint_step=checkpoint_step,
+                tokenizer_mtime=tokenizer_done)
+
+
+def test_resume_continues_from_checkpoint(pocket_run):
+    # The crash hit step 3 before its checkpoint was written, so the last checkpoint is step 2.
+    assert pocket_run["checkpoint_step"] == 2
+    verifier = pocket_run["results"]["verifier"]
+    assert verifier["resumed_from_step"] == 2
+    assert verifier["steps"] == pocket_run["cfg"].verifier_train.max_steps
+    verifier_steps = [step for stage, step in pocket_run["resumed"] if stage == "verifier"]
+    assert verifier_steps[0] == 3  # not 1: the resumed run picks up after the checkpoint
+    # A finished stage is skipped, not redone.
+    assert (pocket_run["out"] / "tokenizer" / "done.json").stat().st_mtime_ns == pocket_run["tokenizer_mtime"]
+    # The loss log has no duplicated steps after the resume.
+    rows = (pocket_run["out"] / "verifier" / "loss.csv").read_text().splitlines()[1:]
+    steps = [int(r.split(",")[0]) for r in rows]
+    assert steps == sorted(set(steps))
+
+
+def test_every_stage_done(pocket_run):
+    out = pocket_run["out"]
+    for stage in ("tokenizer", "verifier", "ar_drafter_lm", "distill_data", "ar_drafter", "drafter", "export"):
+        assert json.loads((out / stage / "done.json").read_text())
+    for stage in ("verifier", "ar_drafter_lm", "ar_drafter", "drafter"):
+        assert (out / stage / "loss.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", ["verifier", "ar_drafter"])
+def test_exported_causal_lm_loads(pocket_run, name):
+    from transformers import AutoTokenizer, Gemma4ForCausalLM
+
+    folder = pocket_run["out"] / "pocket_models" / name
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = Gemma4ForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    ids = torch.tensor([tok("def add(a, b):\n    return a + b\n")["input_ids"]])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+    assert logits.shape == (1, ids.shape[1], len(tok))
+    assert torch.isfinite(logits).all()
+    weights = next(folder.glob("*.safetensors"))
+    from safetensors import safe_open
+
+    with safe_open(weights, "pt") as f:
+        assert all(f.get_tensor(k).dtype == torch.bfloat16 for k in f.keys())  # noqa: SIM118 - safe_open is no dict
+
+
+def test_exported_drafter_denoises_against_encoder_cache(pocket_run):
+    from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion, DynamicCache
+
+    folder = pocket_run["out"] / "pocket_models" / "drafter"
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = DiffusionGemmaForBlockDiffusion.from_pretrained(folder, dtype=torch.float32).eval()
+    canvas_length = model.config.canvas_length
+    ids = torch.tensor([tok("import os\nimport sys\n")["input_ids"]])
+    cache = DynamicCache(config=model.config.text_config)
+    canvas = torch.randint(len(tok), (1, canvas_length))
+    positions = torch.arange(ids.shape[1], ids.shape[1] + canvas_length)[None]
+    with torch.no_grad():
+        logits = model(input_ids=ids, past_key_values=cache, position_ids=torch.arange(ids.shape[1])[None],
+                       decoder_input_ids=canvas, decoder_position_ids=positions).logits
+        again = model(past_key_values=cache, decoder_input_ids=canvas, decoder_position_ids=positions,
+                      self_conditioning_logits=logits).logits
+    assert logits.shape == again.shape == (1, canvas_length, len(tok))
+    assert torch.isfinite(logits).all() and torch.isfinite(again).all()
+    assert cache.get_seq_length() == ids.shape[1]  # the decoder reads the cache, never writes it
+
+
+def test_model_card_and_size(pocket_run):
+    export = pocket_run["out"] / "pocket_models"
+    card = (export / "README.md").read_text()
+    assert "Held-out files" in card and "| verifier |" in card
+    total = sum(f.stat().st_size for f in export.rglob("*") if f.is_file())
+    assert total < 40 * 2**20
+
+
+def test_split_is_stable_and_disjoint():
+    train, heldout = corpus.train_files(), corpus.heldout_files()
+    assert train and heldout and not set(train) & set(heldout)
+    assert all(corpus.is_heldout(f) for f in heldout)
+    assert 0.02 < len(heldout) / (len(train) + len(heldout)) < 0.09
+    assert not any("/test/" in f or f.startswith(("test/", "site-packages/")) for f in train + heldout)
+
+
+def test_cli_builds_smoke_config(tmp_path):
+    from typer.testing import CliRunner
+
+    from specdiff.cli_pocket import PocketTrainOptions, pocket_app
+
+    result = CliRunner().invoke(pocket_app, ["train", "--help"])
+    assert result.exit_code == 0 and "--minutes-scale" in result.output
+    cfg = PocketTrainOptions(out=tmp_path, smoke=True).config()
+    assert cfg.export_dir == tmp_path / "pocket_models" and cfg.verifier_train.max_steps == 6
+
+
+def test_multi_canvas_masks_match_separate_encoder_passes():
+    """Canvases batched against one encoder pass see exactly what inference would show them."""
+    from specdiff.drafts.training import build_drafter, multi_canvas_masks
+    from specdiff.verifiers.training import TextShape
+    from transformers import DynamicCache
+
+    shape = TextShape(num_layers=3, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1,
+                      head_dim=16, sliding_window=8, full_attention_every=2, num_experts=2,
+                      moe_intermediate_size=16)
+    drafter = build_drafter(shape, 200, dict(pad_token_id=0, bos_token_id=1, eos_token_id=2), 4, seed=0).eval()
+    batch, seq_len, canvas_len, cuts = 2, 30, 4, [3, 12, 20, 26]  # later cuts pass the sliding window
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 200, (batch, seq_len), generator=gen)
+    canvas = torch.randint(3, 200, (batch, len(cuts) * canvas_len), generator=gen)
+    with torch.no_grad():
+        separate = []
+        for k, cut in enumerate(cuts):
+            cache = DynamicCache(config=drafter.config.text_config)  # the inference cache
+            drafter.model.encoder(input_ids=ids[:, :cut], past_key_values=cache, use_cache=True)
+            own = canvas[:, k * canvas_len : (k + 1) * canvas_len]
+            positions = torch.arange(cut, cut + canvas_len).expand(batch, -1)
+            logits = drafter(past_key_values=cache, decoder_input_ids=own, decoder_position_ids=positions).logits
+            separate.append(logits)
+        cache = DynamicCache()
+        drafter.model.encoder(input_ids=ids, past_key_values=cache, use_cache=True)
+        positions = torch.cat([torch.arange(c, c + canvas_len) for c in cuts]).expand(batch, -1)
+        masks = multi_canvas_masks(seq_len, cuts, canvas_len, drafter.config.text_config.sliding_window, batch)
+        batched = drafter(past_key_values=cache, decoder_input_ids=canvas, decoder_position_ids=positions,
+                          decoder_attention_mask=masks).logits
+    torch.testing.assert_close(batched, torch.cat(separate, dim=1), atol=1e-4, rtol=1e-4)
