@@ -254,9 +254,9 @@ def load_ar_drafter(path: str | None, like: Any) -> Any:
     from specdiff.loading import load_model
 
     if path is None:
-        from specdiff.pocket import POCKET_DIR
+        from specdiff.embedded import pocket_folder
 
-        path = str(POCKET_DIR / "ar_drafter")
+        path = str(pocket_folder("ar_drafter"))
     return load_model(AutoModelForCausalLM, path, dtype=like.dtype).to(like.device)
 
 

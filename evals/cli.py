@@ -6,6 +6,8 @@ are parsed here, at once, into tuples. ``specdiff.cli`` registers the three func
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,24 @@ from rich.table import Table
 from specdiff.evals.bench import BenchConfig
 from specdiff.evals.sweep import SweepConfig
 
-from specdiff.cli import friendly_errors
-
 console = Console()
+
+
+def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``specdiff.cli.friendly_errors``, looked up when the command runs.
+
+    ``specdiff.cli`` imports this module to register the commands, so importing it back at the top
+    would make ``import specdiff.evals.cli`` fail whenever it comes first.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from specdiff.cli import friendly_errors as decorate
+
+        return decorate(func)(*args, **kwargs)
+
+    return wrapper
+
 
 _SWEEP = {f.name: f.default for f in fields(SweepConfig)}
 _BENCH = {f.name: f.default for f in fields(BenchConfig)}

@@ -133,7 +133,7 @@ class Task:
 def drafter_canvas_length(drafter: str | None) -> int | None:
     """The drafter's canvas length read from its config (no weights loaded); None when unknown."""
     if drafter is None:
-        from specdiff.pocket import POCKET_DIR
+        from specdiff.embedded import POCKET_DIR
 
         location = POCKET_DIR / "drafter"
     else:

@@ -25,7 +25,7 @@ def pocket_folder(name: str) -> Path:
     if not (folder / "config.json").is_file():
         raise SpecdiffError(
             f"the pocket model {name!r} is not in {POCKET_DIR}; reinstall specdiff, or rebuild the pocket "
-            "pair with `specdiff pocket train --out DIR` and copy DIR/export/* there"
+            "pair with `specdiff pocket train --out DIR` (it exports there)"
         )
     return folder
 

@@ -509,7 +509,8 @@ def model_card(cfg: PocketConfig, out_dir: Path, sizes: dict[str, int]) -> str:
             continue
         tc = info["train_config"]
         rows.append(
-            f"| {name} | {info['params'] / 1e6:.2f}M | {info['steps']} | {tc['batch_size']} | {info['tokens']:,} | "
+            f"| {name} | {info['params'] / 1e6:.2f}M | {info['steps']} | {tc['batch_size']} | "
+            f"{info.get('canvas_tokens', info['tokens']):,} | "
             f"{info['elapsed_s'] / 60:.1f} | {_fmt(info['final_train_loss'])} | {_fmt(info['final_heldout_loss'])} |"
         )
     mib = {name: f"{n / 2**20:.1f} MiB" for name, n in sizes.items()}
@@ -548,7 +549,8 @@ Each folder carries the same tokenizer (`AutoTokenizer.from_pretrained(folder)`)
   weights (plus the decoder's self-conditioning MLP); it starts from the distilled AR drafter.
 
 ## Training (seed {cfg.seed}; time-budgeted stages, the steps they took below)
-| stage | params | steps | batch | tokens | minutes | final train loss (EMA) | final held-out loss |
+| stage | params | steps | batch (sequences) | tokens (drafter: canvas tokens) | minutes | final train loss (EMA) \
+| final held-out loss |
 |---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 

@@ -69,7 +69,7 @@ def test_bad_arguments_are_refused_before_loading(tiny_dirs, monkeypatch, change
 
 
 def _pocket_ready() -> bool:
-    from specdiff.pocket import POCKET_DIR
+    from specdiff.embedded import POCKET_DIR
 
     return all((POCKET_DIR / name / "config.json").is_file() for name in ("verifier", "drafter", "ar_drafter"))
 
