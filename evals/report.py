@@ -241,12 +241,12 @@ def _steps(steps: int) -> str:
 
 
 def _panels(plt, n: int):
-    fig, axes = plt.subplots(1, n, figsize=(4.8 * n, 3.9), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(max(4.8 * n, 6.4), 3.9), squeeze=False)
     return fig, list(axes[0])
 
 
 def _save(fig, path: Path, title: str) -> Path:
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     import matplotlib.pyplot as plt

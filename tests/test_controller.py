@@ -191,13 +191,13 @@ def test_adaptive_pays_for_a_denoising_step_that_pays_back():
 
 
 def test_adaptive_learns_canvas_recycling_when_it_helps():
-    policy = Adaptive()
+    policy = Adaptive(recycle_options=(False, True))
     play(policy, lambda i, c: EVERYTHING if c.recycle_canvas else 1, 40)
     assert policy.current.recycle_canvas and policy.current.block_size == 32
 
 
 def test_adaptive_never_recycles_when_not_allowed():
-    choices = play(Adaptive(recycle_options=(False,)), lambda i, c: EVERYTHING if c.recycle_canvas else 1, 40)
+    choices = play(Adaptive(), lambda i, c: EVERYTHING if c.recycle_canvas else 1, 40)  # off by default
     assert not any(c.recycle_canvas for c in choices)
 
 

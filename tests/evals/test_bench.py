@@ -78,7 +78,7 @@ def _pocket_ready() -> bool:
 @pytest.mark.skipif(not _pocket_ready(), reason="the pocket pair is not exported yet")
 def test_on_the_pocket_pair_every_method_is_lossless(tmp_path):
     config = BenchConfig(
-        out=tmp_path / "b.csv", limit=2, max_new_tokens=24, grid_block_sizes=(8,), grid_steps=(1,), grid_prompts=1
+        out=tmp_path / "b.csv", limit=1, max_new_tokens=24, grid_block_sizes=(8,), grid_steps=(1,), grid_prompts=1
     )
     result = run_bench(config, progress=False)
     assert result.identical, result.mismatched_prompts
