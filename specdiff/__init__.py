@@ -39,6 +39,8 @@ _EXPORTS = {
     "SamplingConfig": "specdiff.sampling",
     "SpecdiffError": "specdiff.errors",
     "Fixed": "specdiff.controller",
+    "Heuristic": "specdiff.controller",
+    "Adaptive": "specdiff.controller",
     "Choice": "specdiff.controller",
     "load_pocket": "specdiff.embedded",
 }
@@ -46,7 +48,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from specdiff.controller import Choice, Fixed
+    from specdiff.controller import Adaptive, Choice, Fixed, Heuristic
     from specdiff.decoding import Round, SpeculativeDecoder
     from specdiff.embedded import load_pocket
     from specdiff.errors import SpecdiffError
