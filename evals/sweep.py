@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from specdiff.evals.suites import Suite, load_suite
 
 from specdiff.errors import SpecdiffError
+from specdiff.metrics import loop_share
 
 if TYPE_CHECKING:
     import pandas as pd  # imported where used: `specdiff --help` stays fast
@@ -316,17 +317,6 @@ def write_table(rows: list[dict[str, Any]], out: Path) -> pd.DataFrame:
 
 
 # -- running one generation ------------------------------------------------------------------------
-
-
-def loop_share(tokens: Sequence[int], n: int = 4) -> float:
-    """The share of ``n``-grams of ``tokens`` that already occurred earlier in them."""
-    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
-    seen: set[tuple] = set()
-    repeats = 0
-    for gram in grams:
-        repeats += gram in seen
-        seen.add(gram)
-    return repeats / len(grams) if grams else 0.0
 
 
 def output_hash(tokens: Sequence[int]) -> str:

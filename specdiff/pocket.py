@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from specdiff.metrics import loop_share as share_of_loops
 from specdiff.verifiers.training import LMTrainConfig, TextShape
 
 POCKET_DIR = Path(__file__).resolve().parent / "pocket_models"
@@ -305,24 +306,11 @@ def _stage_distill_data(cfg, out_dir, progress, hook, resume) -> dict:
     data = generate_distillation_data(verifier, train, dcfg, out_dir / "distill_data" / "data.pt",
                                       resume=resume, progress=update)
     n = sum(int(rows.shape[0]) for rows in data.values())
-    loop_share = _loop_share([row for rows in data.values() for row in rows[:, -dcfg.continuation_len:]])
+    continuations = [row.tolist() for rows in data.values() for row in rows[:, -dcfg.continuation_len:]]
+    loop_share = sum(map(share_of_loops, continuations)) / max(len(continuations), 1)
     return dict(examples=n, per_prompt_len={p: int(r.shape[0]) for p, r in data.items()},
                 continuation_len=dcfg.continuation_len, elapsed_s=time.monotonic() - t0,
                 loop_share=loop_share, config=asdict(dcfg))
-
-
-def _loop_share(continuations) -> float:
-    """Mean share of 4-grams in a continuation that already occurred earlier in it."""
-    shares = []
-    for row in continuations:
-        toks = row.tolist()
-        grams = [tuple(toks[i : i + 4]) for i in range(len(toks) - 3)]
-        seen, repeats = set(), 0
-        for g in grams:
-            repeats += g in seen
-            seen.add(g)
-        shares.append(repeats / max(len(grams), 1))
-    return float(sum(shares) / max(len(shares), 1))
 
 
 def _load_distill(out_dir: Path):
