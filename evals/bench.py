@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specdiff.evals.suites import Suite, load_suite
-from specdiff.evals.sweep import drafter_canvas_length, output_hash, progress_bar, use_threads, verifier_generate
+from specdiff.evals.sweep import (
+    check_run_limits,
+    drafter_canvas_length,
+    output_hash,
+    progress_bar,
+    use_threads,
+    verifier_generate,
+)
 
 from specdiff.errors import SpecdiffError
 
@@ -214,12 +221,7 @@ def check_bench(config: BenchConfig, canvas_length: int | None = None) -> Suite:
         raise SpecdiffError(
             f"unknown method {', '.join(unknown) or '(none given)'}; pick from {', '.join(BENCH_METHODS)}"
         )
-    if config.max_new_tokens < 1:
-        raise SpecdiffError(f"--max-new-tokens must be >= 1 (got {config.max_new_tokens})")
-    if config.limit is not None and config.limit < 1:
-        raise SpecdiffError(f"--limit must be >= 1 (got {config.limit})")
-    if config.threads is not None and config.threads < 1:
-        raise SpecdiffError(f"--threads must be >= 1 (got {config.threads})")
+    check_run_limits(config.max_new_tokens, config.limit, config.threads)
     if config.grid_prompts < 1:
         raise SpecdiffError(f"--grid-prompts must be >= 1 (got {config.grid_prompts})")
     if not config.grid_block_sizes or not config.grid_steps:

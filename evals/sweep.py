@@ -148,6 +148,16 @@ def drafter_canvas_length(drafter: str | None) -> int | None:
     return None  # a hub id: loading the model checks it
 
 
+def check_run_limits(max_new_tokens: int, limit: int | None, threads: int | None) -> None:
+    """The checks the sweep and the bench share: output length, prompt limit, threads."""
+    if max_new_tokens < 1:
+        raise SpecdiffError(f"--max-new-tokens must be >= 1 (got {max_new_tokens})")
+    if limit is not None and limit < 1:
+        raise SpecdiffError(f"--limit must be >= 1 (got {limit})")
+    if threads is not None and threads < 1:
+        raise SpecdiffError(f"--threads must be >= 1 (got {threads})")
+
+
 def check_sweep(config: SweepConfig, canvas_length: int | None = None) -> Suite:
     """Refuse bad arguments, naming the fix; returns the suite to run (cut to ``limit``)."""
     from specdiff.sampling import SamplingConfig
@@ -159,12 +169,7 @@ def check_sweep(config: SweepConfig, canvas_length: int | None = None) -> Suite:
         raise SpecdiffError(f"block sizes must be >= 1 (got {min(config.block_sizes)})")
     if min(config.denoising_steps) < 1:
         raise SpecdiffError(f"denoising steps must be >= 1 (got {min(config.denoising_steps)})")
-    if config.max_new_tokens < 1:
-        raise SpecdiffError(f"--max-new-tokens must be >= 1 (got {config.max_new_tokens})")
-    if config.limit is not None and config.limit < 1:
-        raise SpecdiffError(f"--limit must be >= 1 (got {config.limit})")
-    if config.threads is not None and config.threads < 1:
-        raise SpecdiffError(f"--threads must be >= 1 (got {config.threads})")
+    check_run_limits(config.max_new_tokens, config.limit, config.threads)
     for temperature in config.temperatures:
         SamplingConfig(temperature, config.top_k or None, config.top_p)
     if (config.drafter is None) != (config.verifier is None):
