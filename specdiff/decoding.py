@@ -144,6 +144,23 @@ class SpeculativeDecoder:
         eos_token_id: int | Sequence[int] | None = None,
     ) -> Iterator[Round]:
         """Yield each round's committed tokens as soon as the round ends (arguments as ``generate``)."""
+        return self._start(
+            prompt, max_new_tokens, block_size, denoising_steps, temperature, top_k, top_p, seed, eos_token_id
+        )[1]
+
+    def _start(
+        self,
+        prompt: str | Sequence[int] | torch.Tensor,
+        max_new_tokens: int,
+        block_size: int | None,
+        denoising_steps: int | None,
+        temperature: float,
+        top_k: int | None,
+        top_p: float | None,
+        seed: int | None,
+        eos_token_id: int | Sequence[int] | None,
+    ) -> tuple[torch.Tensor, Iterator[Round]]:
+        """Check every argument (nothing runs before they all pass); the prompt ids and the rounds."""
         sampling = SamplingConfig(temperature, top_k, top_p)
         if max_new_tokens < 0:
             raise SpecdiffError(f"max_new_tokens must be >= 0 (got {max_new_tokens})")
@@ -157,7 +174,7 @@ class SpeculativeDecoder:
                 f"the verifier's {limit} positions; shorten the prompt or lower max_new_tokens"
             )
         eos_ids = self._resolve_eos(eos_token_id)
-        return self._rounds(prompt_ids, max_new_tokens, controller, sampling, seed, eos_ids)
+        return prompt_ids, self._rounds(prompt_ids, max_new_tokens, controller, sampling, seed, eos_ids)
 
     def _rounds(
         self,
@@ -271,10 +288,9 @@ class SpeculativeDecoder:
             seed: makes the drafter's noise and the sampling repeatable.
             eos_token_id: None for the verifier's generation config, an id, a list, or [] (never stop).
         """
-        rounds = self.stream(
+        prompt_ids, rounds = self._start(
             prompt, max_new_tokens, block_size, denoising_steps, temperature, top_k, top_p, seed, eos_token_id
         )
-        prompt_ids = self.encode_prompt(prompt)[0].tolist()
         start = time.perf_counter()
         tokens: list[int] = []
         stats: list[RoundStats] = []
@@ -284,7 +300,7 @@ class SpeculativeDecoder:
         elapsed = time.perf_counter() - start
         text = self.tokenizer.decode(tokens, skip_special_tokens=True) if self.tokenizer is not None else ""
         return GenerationResult(
-            token_ids=tokens, text=text, prompt_ids=prompt_ids, elapsed_s=elapsed, stats=tuple(stats)
+            token_ids=tokens, text=text, prompt_ids=prompt_ids[0].tolist(), elapsed_s=elapsed, stats=tuple(stats)
         )
 
 
