@@ -6,7 +6,10 @@ Runs, on the held-out code suite, greedy:
    the verifier's own ``generate()`` and reporting the loop share of its continuations;
 2. the speed benchmark at 256 new tokens: ``ar``, ``assisted_ar_drafter`` and ``fixed_best``
    interleaved per prompt in one run (``specdiff.evals.bench``);
-3. the cold start: ``load_pocket()`` plus a first 64-token generation, imports excluded.
+3. the cold start: ``load_pocket()`` plus a first 64-token generation, imports excluded;
+4. draft accuracy by position: at cut points of the verifier's greedy continuations, how often
+   each draft position equals the verifier's token, for the diffusion drafter's 1-step canvas
+   with and without the encoder's first token, and for the AR drafter's greedy rollout.
 
 Usage: ``.venv/bin/python benchmarks/pocket_card.py [--out benchmarks/results] [--prompts N]``.
 Prints markdown tables and writes them to OUT/pocket_card.md.
@@ -53,11 +56,51 @@ def acceptance_tables(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
     }
 
 
+def draft_accuracy(decoder, ar_model, prompts: list, positions: int = 8, cuts: int = 8,
+                   spacing: int = 8) -> pd.DataFrame:
+    """Share of draft positions 0..positions-1 equal to the verifier's greedy continuation.
+
+    Each prompt is continued greedily by the verifier; at ``cuts`` points ``spacing`` tokens apart
+    each drafter proposes ``positions`` tokens from the true prefix (the diffusion drafter one
+    denoising step from fresh noise, the AR drafter a greedy rollout). Position i counts as right
+    when it equals the verifier's token, whatever the earlier positions did.
+    """
+    import torch
+    from specdiff.evals.sweep import verifier_generate
+
+    engine = decoder.drafter
+    rows: dict[str, list] = {"diffusion, encoder first token": [], "diffusion, decoder only": [],
+                             "AR drafter (greedy rollout)": []}
+    for ids in prompts:
+        continuation = verifier_generate(decoder.verifier, ids, cuts * spacing + positions, 0.0, 0, 1.0, 0)
+        full = torch.cat([ids, torch.tensor([continuation])], dim=1)
+        for c in range(cuts):
+            cut = ids.shape[1] + c * spacing
+            truth = full[0, cut: cut + positions]
+            if truth.numel() < positions:
+                break
+            for name, first in (("diffusion, encoder first token", True), ("diffusion, decoder only", False)):
+                engine.encoder_first_token = first
+                draft = engine.session(full[:, :cut]).propose(full[:, :0], positions, 1,
+                                                              torch.Generator().manual_seed(cut))
+                rows[name].append((draft.tokens[0] == truth).float())
+            rollout = ar_model.generate(full[:, :cut], attention_mask=torch.ones_like(full[:, :cut]),
+                                        max_new_tokens=positions, min_new_tokens=positions, do_sample=False,
+                                        pad_token_id=0)
+            rows["AR drafter (greedy rollout)"].append((rollout[0, cut:] == truth).float())
+    engine.encoder_first_token = True
+    table = pd.DataFrame({name: torch.stack(hits).mean(0).numpy() for name, hits in rows.items()}).T
+    table.columns = [f"pos {i}" for i in range(positions)]
+    table.index.name = f"drafter ({len(rows['diffusion, decoder only'])} cuts)"
+    return table.round(2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--prompts", type=int, default=None, help="use the first N prompts of the suite")
     parser.add_argument("--skip-sweep", action="store_true")
+    parser.add_argument("--skip-bench", action="store_true")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -78,20 +121,32 @@ def main() -> None:
         for title, table in acceptance_tables(results).items():
             lines += [f"Mean acceptance length (128 new tokens), {title}; rows block size, columns steps:", "",
                       markdown_table(table.reset_index()), ""]
-    methods = ("ar", "assisted_ar_drafter", "fixed_best", "heuristic", "adaptive")
-    bench = run_bench(BenchConfig(out=args.out / "pocket_bench.csv", suite="code", max_new_tokens=256,
-                                  limit=args.prompts, methods=methods))
-    bench.summary.to_csv(args.out / "pocket_bench.csv", index=False)
-    columns = ["method", "block_size", "denoising_steps", "tokens_per_s", "speedup_vs_ar",
-               "mean_acceptance_length", "draft_share", "verify_share", "other_share"]
-    lines += [f"Speed on {int(bench.summary['prompts'].iloc[0])} held-out code prompts, 256 new tokens each, "
-              "methods interleaved per prompt in one run "
-              f"(greedy outputs identical: {bench.identical}):", "",
-              markdown_table(bench.summary[columns], digits=3), ""]
+    if not args.skip_bench:
+        methods = ("ar", "assisted_ar_drafter", "fixed_best", "heuristic", "adaptive")
+        bench = run_bench(BenchConfig(out=args.out / "pocket_bench.csv", suite="code", max_new_tokens=256,
+                                      limit=args.prompts, methods=methods))
+        bench.summary.to_csv(args.out / "pocket_bench.csv", index=False)
+        columns = ["method", "block_size", "denoising_steps", "tokens_per_s", "speedup_vs_ar",
+                   "mean_acceptance_length", "draft_share", "verify_share", "other_share"]
+        lines += [f"Speed on {int(bench.summary['prompts'].iloc[0])} held-out code prompts, 256 new tokens each, "
+                  "methods interleaved per prompt in one run "
+                  f"(greedy outputs identical: {bench.identical}):", "",
+                  markdown_table(bench.summary[columns], digits=3), ""]
     cold = subprocess.run([sys.executable, "-c", COLD_START], capture_output=True, text=True, check=True)
     seconds, tokens = cold.stdout.split()
     lines += [f"Cold start: load_pocket() + a first {tokens}-token generation: {float(seconds):.2f} s "
               "(imports excluded).", ""]
+    from specdiff.evals.bench import load_ar_drafter
+    from specdiff.evals.suites import load_suite
+
+    from specdiff.embedded import load_pocket
+
+    decoder = load_pocket()
+    prompts = [decoder.verifier.tokenizer(p.prompt, return_tensors="pt").input_ids
+               for p in load_suite("code").prompts[: args.prompts or 8]]
+    accuracy = draft_accuracy(decoder, load_ar_drafter(None, decoder.verifier.model), prompts)
+    lines += ["Draft accuracy by position (share equal to the verifier's greedy token; 1 denoising step from "
+              "fresh noise; held-out code prompts):", "", markdown_table(accuracy.reset_index()), ""]
     text = "\n".join(lines)
     (args.out / "pocket_card.md").write_text(text)
     print(text)

@@ -32,19 +32,28 @@ class Draft:
 
     Attributes:
         tokens: ``[B, K]`` long.
-        probs: ``[B, K, V]`` float32, row i the exact distribution ``tokens[:, i]`` was drawn from.
+        probs: ``[B, K, V]`` float32, row i the exact distribution ``tokens[:, i]`` was drawn from;
+            None for a deterministic proposal (one-hot at ``tokens``), which ``distribution``
+            builds only when a sampled acceptance test needs it: at a real vocabulary a one-hot
+            block is tens of MB a round that greedy verification never reads.
         denoising_steps_used: steps actually run (the early stop may end before the cap).
     """
 
     tokens: torch.Tensor
-    probs: torch.Tensor
+    probs: torch.Tensor | None
     denoising_steps_used: int
 
     def __post_init__(self) -> None:
         batch, k = self.tokens.shape
-        assert self.probs.shape[:2] == (batch, k), (
+        assert self.probs is None or self.probs.shape[:2] == (batch, k), (
             f"probs must be [B, K, V] with [B, K] = {(batch, k)}, got {tuple(self.probs.shape)}"
         )
+
+    def distribution(self, vocab_size: int) -> torch.Tensor:
+        """``[B, K, V]``: the distribution each token was drawn from (one-hot when ``probs`` is None)."""
+        if self.probs is not None:
+            return self.probs
+        return torch.nn.functional.one_hot(self.tokens, vocab_size).to(torch.float32)
 
 
 class DraftSession(Protocol):

@@ -6,6 +6,14 @@ in the first forward call of the round: the committed tokens go in as ``input_id
 as ``decoder_input_ids``, so a round with one denoising step is one model call. The cache only
 ever holds committed tokens, so it needs no rollback.
 
+The canvas's first position takes the encoder's logits at the last committed token in place of the
+decoder's (``encoder_first_token``, on by default). DiffusionGemma's encoder is trained with a
+causal next-token loss beside the denoising loss, and that same forward call computes it: the
+encoder sees the committed tokens through every layer, while the decoder's first position reaches
+them only through the cache, a layer later. On the pocket pair it raises first-token accuracy
+from 0.50 to 0.89 on held-out code (``benchmarks/pocket_card.py``). From the second step on, the
+canvas holds the encoder's token there like any other position.
+
 Each denoising step follows transformers' reference sampler
 (``transformers.models.diffusion_gemma.generation_diffusion_gemma``): logits divided by the linear
 temperature schedule, a token drawn per position, the entropy-bound sampler keeping the
@@ -81,6 +89,8 @@ class DiffusionGemmaDrafter:
         tokenizer: optional; used by the decoder for string prompts.
         proposal_mode: which canvas tokens to propose (see ``ProposalMode``).
         denoising: sampler settings; the checkpoint's generation config when omitted.
+        encoder_first_token: draft the first token from the encoder's next-token logits (see the
+            module docstring); False runs the plain denoising loop.
     """
 
     def __init__(
@@ -89,6 +99,7 @@ class DiffusionGemmaDrafter:
         tokenizer: Any | None = None,
         proposal_mode: ProposalMode = ProposalMode.ARGMAX,
         denoising: DenoisingConfig | None = None,
+        encoder_first_token: bool = True,
     ) -> None:
         if not isinstance(model, DiffusionGemmaForBlockDiffusion):
             raise SpecdiffError(
@@ -98,6 +109,7 @@ class DiffusionGemmaDrafter:
         self.tokenizer = tokenizer
         self.proposal_mode = ProposalMode(proposal_mode)
         self.denoising = denoising or DenoisingConfig.from_generation_config(model.generation_config)
+        self.encoder_first_token = encoder_first_token
         self.canvas_length: int = int(model.config.canvas_length)
         self.vocab_size: int = int(model.config.text_config.vocab_size)
 
@@ -107,11 +119,13 @@ class DiffusionGemmaDrafter:
         path_or_id: str | os.PathLike[str],
         proposal_mode: ProposalMode = ProposalMode.ARGMAX,
         denoising: DenoisingConfig | None = None,
+        encoder_first_token: bool = True,
         **kwargs: Any,
     ) -> DiffusionGemmaDrafter:
         """Load from a saved folder or hub id; ``dtype``, ``device_map`` and other kwargs pass through."""
         model = load_model(DiffusionGemmaForBlockDiffusion, path_or_id, **kwargs)
-        return cls(model, load_tokenizer(path_or_id), proposal_mode=proposal_mode, denoising=denoising)
+        return cls(model, load_tokenizer(path_or_id), proposal_mode=proposal_mode, denoising=denoising,
+                   encoder_first_token=encoder_first_token)
 
     @property
     def device(self) -> torch.device:
@@ -143,6 +157,7 @@ class DiffusionDraftSession:
         self.unencoded = prompt_ids.to(self.device)  # committed tokens not yet in the cache
         self.encoded_length = 0
         self.last_canvas: torch.Tensor | None = None  # [B, C], for canvas recycling
+        self.next_logits: torch.Tensor | None = None  # [B, 1, V]: the encoder's, at the last committed token
         self.sampler = EntropyBoundSampler(
             EntropyBoundSamplerConfig(entropy_bound=drafter.denoising.entropy_bound),
             canvas_length=drafter.canvas_length,
@@ -175,7 +190,8 @@ class DiffusionDraftSession:
         """Encode ``new_tokens`` ``[B, n]``, denoise a canvas, and propose its first ``block_size`` tokens.
 
         Returns:
-            ``Draft`` with tokens ``[B, block_size]`` and probs ``[B, block_size, V]``.
+            ``Draft`` with tokens ``[B, block_size]`` and probs ``[B, block_size, V]`` (None in
+            ARGMAX mode: one-hot at the tokens).
         """
         drafter = self.drafter
         canvas_length = drafter.canvas_length
@@ -196,7 +212,7 @@ class DiffusionDraftSession:
         steps_used = 0
         for cur_step in range(denoising_steps, 0, -1):  # steps remaining, as in transformers
             encode_now = steps_used == 0 and n_pending > 0
-            hidden = drafter.model.model(
+            out = drafter.model.model(
                 input_ids=pending if encode_now else None,
                 position_ids=position_ids if encode_now else None,
                 past_key_values=self.cache,
@@ -204,13 +220,18 @@ class DiffusionDraftSession:
                 decoder_position_ids=canvas_positions,
                 self_conditioning_logits=self_conditioning,
                 use_cache=True,
-            ).last_hidden_state  # [B, C, H]
+            )
+            if encode_now and drafter.encoder_first_token:
+                self.next_logits = drafter.logits(out.encoder_last_hidden_state[:, -1:])  # [B, 1, V]
             steps_used += 1
             # On the last step only the block is read (the whole canvas when it will be recycled),
             # so the LM head, softcap and argmax skip the other positions.
             last = cur_step == 1
             width = canvas_length if recycle_canvas or not last else block_size
-            logits = schedule(None, drafter.logits(hidden[:, :width]), cur_step=cur_step)  # [B, width, V]
+            raw = drafter.logits(out.last_hidden_state[:, :width])  # [B, width, V]
+            if drafter.encoder_first_token and self.next_logits is not None:
+                raw = torch.cat([self.next_logits, raw[:, 1:]], dim=1)
+            logits = schedule(None, raw, cur_step=cur_step)  # [B, width, V]
             argmax_canvas = logits.argmax(dim=-1)
             # The last step's renoised canvas would be thrown away, so skip the sampler there.
             if last or bool(stopper(argmax_canvas, logits).all()):
@@ -224,8 +245,7 @@ class DiffusionDraftSession:
         self.last_canvas = argmax_canvas  # [B, width]: the block only, unless recycling asked for all
         head = logits[:, :block_size]  # [B, K, V]
         if drafter.proposal_mode is ProposalMode.ARGMAX:
-            tokens = argmax_canvas[:, :block_size]
-            probs = torch.nn.functional.one_hot(tokens, head.shape[-1]).to(torch.float32)
+            tokens, probs = argmax_canvas[:, :block_size], None  # one-hot, built only if needed
         else:
             probs = torch.softmax(head, dim=-1)
             tokens = sample_categorical(probs, generator)

@@ -13,7 +13,8 @@ Recipe (after DiffusionGemma's published fine-tuning; see /work/shared/NOTES.md)
 * Corruption is uniform: per example a noise level t (pure noise with probability
   `pure_noise_prob`, since inference mostly runs 1-2 denoising steps from random tokens,
   otherwise t ~ U(eps, 1)); each canvas position becomes a uniform random token with
-  probability t. The loss is cross-entropy over ALL canvas positions plus
+  probability t. The loss is cross-entropy over ALL canvas positions (weighted toward the
+  first ones, which decide acceptance: `position_weights`) plus
   `encoder_loss_weight` times the causal next-token loss of the encoder logits.
 * Self-conditioning on about half the steps: a first decoder pass without gradients, its
   logits fed to the second pass as `self_conditioning_logits`.
@@ -50,12 +51,28 @@ TINY_VISION_CONFIG = dict(
 @dataclass(frozen=True)
 class DiffusionObjective:
     canvas_length: int = 64
-    pure_noise_prob: float = 0.4
+    pure_noise_prob: float = 0.6
     min_noise: float = 0.05
     self_conditioning_prob: float = 0.5
-    encoder_loss_weight: float = 0.3
+    # The draft engine takes a canvas's first token from the encoder's next-token logits
+    # (`DiffusionGemmaDrafter`, `encoder_first_token`), so the encoder's causal LM loss is weighted
+    # as fully as the canvas loss, and `anchor_prob` of the canvases keep their first position
+    # clean, as the engine's canvas holds that token from the second denoising step on.
+    encoder_loss_weight: float = 1.0
+    anchor_prob: float = 0.5
     canvases_per_sequence: int = 4  # canvases at distinct cut points sharing one encoder pass
     encoder_loss_stride: int = 4  # encoder loss on every n-th position (random offset)
+    # Canvas position i is weighted exp(-i / position_decay) (None: uniform). A draft token is
+    # only accepted when every token before it is, so late positions from pure noise matter
+    # little to acceptance while their near-unpredictable targets dominate a uniform loss.
+    position_decay: float | None = 8.0
+
+
+def position_weights(canvas_length: int, decay: float | None) -> torch.Tensor:
+    """Per-position canvas loss weights ``[C]``, summing to 1 (uniform when ``decay`` is None)."""
+    positions = torch.arange(canvas_length, dtype=torch.float32)
+    raw = torch.ones(canvas_length) if decay is None else torch.exp(-positions / decay)
+    return raw / raw.sum()
 
 
 def build_drafter(shape: TextShape, vocab_size: int, special_ids: dict[str, int], canvas_length: int, seed: int):
@@ -108,7 +125,8 @@ def supervised_start(labels: torch.Tensor) -> int:
 def corrupt(target: torch.Tensor, vocab_size: int, obj: DiffusionObjective) -> torch.Tensor:
     """Uniform-noise corruption of canvas targets [B, Q] (uses the global torch RNG).
 
-    One noise level per canvas: positions [k*C, (k+1)*C) share the k-th level.
+    One noise level per canvas: positions [k*C, (k+1)*C) share the k-th level; with probability
+    ``anchor_prob`` a canvas keeps its first position clean.
     """
     batch, total = target.shape
     n_canvases = total // obj.canvas_length
@@ -116,6 +134,10 @@ def corrupt(target: torch.Tensor, vocab_size: int, obj: DiffusionObjective) -> t
     noise = torch.where(torch.rand(batch, n_canvases) < obj.pure_noise_prob, torch.ones_like(noise), noise)
     noise = noise.repeat_interleave(obj.canvas_length, dim=1)  # [B, Q]
     replaced = torch.rand(target.shape) < noise
+    anchored = torch.rand(batch, n_canvases) < obj.anchor_prob  # [B, K]: first position left clean
+    first = torch.zeros(obj.canvas_length, dtype=torch.bool)
+    first[0] = True
+    replaced &= ~(anchored[:, :, None] & first).flatten(1)
     return torch.where(replaced, torch.randint_like(target, vocab_size), target)
 
 
@@ -192,16 +214,19 @@ def diffusion_loss(model, ids: torch.Tensor, labels: torch.Tensor, obj: Diffusio
         decoder_attention_mask=masks,
         self_conditioning_logits=sc_logits,
     ).logits  # [B, K*C, V]
-    canvas_loss = F.cross_entropy(logits.flatten(0, 1), target.flatten())
+    per_token = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")
+    per_token = per_token.view(batch, len(cuts), canvas_len)  # [B, K, C]
+    weights = position_weights(canvas_len, obj.position_decay).to(per_token.device)
+    canvas_loss = (per_token * weights).sum(-1).mean()
     return canvas_loss + obj.encoder_loss_weight * encoder_loss
 
 
 @torch.no_grad()
 def first_step_loss(model, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], obj: DiffusionObjective) -> float:
-    """Held-out canvas CE from pure noise, no self-conditioning (the drafter's first step)."""
+    """Held-out canvas CE from pure noise (position-weighted as in training), no self-conditioning."""
     was_training = model.training
     model.eval()
-    pure = DiffusionObjective(**{**obj.__dict__, "pure_noise_prob": 1.0, "encoder_loss_weight": 0.0,
+    pure = DiffusionObjective(**{**obj.__dict__, "pure_noise_prob": 1.0, "anchor_prob": 0.0, "encoder_loss_weight": 0.0,
                                  "canvases_per_sequence": 1})
     rng_state = torch.get_rng_state()
     torch.manual_seed(1234)  # the same noise every evaluation

@@ -50,7 +50,7 @@ class BenchConfig:
     out: Path
     suite: str = "code"
     max_new_tokens: int = 64
-    methods: tuple[str, ...] = ("ar", "assisted_ar_drafter", "fixed_best")
+    methods: tuple[str, ...] = ("ar", "assisted_ar_drafter", "fixed_best", "heuristic", "adaptive")
     limit: int | None = None
     threads: int | None = None
     grid_block_sizes: tuple[int, ...] = (4, 8, 16, 32)

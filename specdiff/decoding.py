@@ -25,7 +25,7 @@ import torch
 
 from specdiff.acceptance import AcceptanceOutcome, greedy_accept, stochastic_accept
 from specdiff.controller import Adaptive, Controller, Fixed, check_block_and_steps
-from specdiff.drafts.base import DraftEngine
+from specdiff.drafts.base import Draft, DraftEngine
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import GenerationResult, RoundStats
 from specdiff.sampling import SamplingConfig, target_probs
@@ -207,18 +207,16 @@ class SpeculativeDecoder:
                 if drafter is None:
                     drafter = self.drafter.session(prompt_ids)
                 draft = drafter.propose(backlog, k, choice.denoising_steps, generator, choice.recycle_canvas)
-                draft_tokens, draft_probs, steps_used = draft.tokens.to(device), draft.probs, draft.denoising_steps_used
+                draft_tokens, steps_used = draft.tokens.to(device), draft.denoising_steps_used
                 backlog = backlog[:, :0]
             else:
-                draft_tokens = pending[:, :0]
-                draft_probs = None
-                steps_used = 0
+                draft, draft_tokens, steps_used = None, pending[:, :0], 0
             _sync(device)
             t1 = time.perf_counter()
             target_logits = verifier.score(torch.cat([pending, draft_tokens], dim=1))  # [1, K + 1, V]
             _sync(device)
             t2 = time.perf_counter()
-            outcome = self._accept(draft_tokens, draft_probs, target_logits, sampling, generator)
+            outcome = self._accept(draft_tokens, draft, target_logits, sampling, generator)
             n = int(outcome.num_accepted[0])
             new = draft_tokens[0, :n].tolist() + [int(outcome.next_token[0])]
             kept, done = cut_at_stop(new, eos_ids, max_new_tokens - produced)
@@ -251,17 +249,17 @@ class SpeculativeDecoder:
     @staticmethod
     def _accept(
         draft_tokens: torch.Tensor,
-        draft_probs: torch.Tensor | None,
+        draft: Draft | None,
         target_logits: torch.Tensor,
         sampling: SamplingConfig,
         generator: torch.Generator,
     ) -> AcceptanceOutcome:
         if sampling.is_greedy:
-            return greedy_accept(draft_tokens, target_logits)
+            return greedy_accept(draft_tokens, target_logits)  # reads no draft distribution
         probs = target_probs(target_logits, sampling)
-        if draft_probs is None:
-            draft_probs = probs[:, :0]
-        return stochastic_accept(draft_tokens, draft_probs.to(probs.device), probs, generator)
+        vocab = probs.shape[-1]
+        draft_probs = probs[:, :0] if draft is None else draft.distribution(vocab).to(probs.device)
+        return stochastic_accept(draft_tokens, draft_probs, probs, generator)
 
     def generate(
         self,

@@ -52,18 +52,18 @@ class PocketConfig:
     canvas_length: int = 64
     vocab_size: int = 4096
     verifier_train: LMTrainConfig = LMTrainConfig(
-        seq_len=256, batch_size=8, lr=2e-3, warmup_steps=60, budget_minutes=40.0, eval_every=200
+        seq_len=256, batch_size=8, lr=2e-3, warmup_steps=60, budget_minutes=52.0, eval_every=200
     )
     ar_drafter_train: LMTrainConfig = LMTrainConfig(
-        seq_len=256, batch_size=16, lr=3e-3, warmup_steps=50, budget_minutes=6.0, eval_every=200
+        seq_len=256, batch_size=16, lr=3e-3, warmup_steps=50, budget_minutes=7.8, eval_every=200
     )
     ar_distill_train: LMTrainConfig = LMTrainConfig(
-        seq_len=256, batch_size=16, lr=1e-3, warmup_steps=20, budget_minutes=2.0, eval_every=100
+        seq_len=256, batch_size=16, lr=1e-3, warmup_steps=20, budget_minutes=2.6, eval_every=100
     )
     drafter_train: LMTrainConfig = LMTrainConfig(
-        batch_size=8, lr=1e-3, warmup_steps=50, budget_minutes=15.0, eval_every=200
+        batch_size=8, lr=1e-3, warmup_steps=50, budget_minutes=29.9, eval_every=200
     )  # 8 sequences x 4 canvases x 64 = 2,048 canvas tokens a step
-    distill_minutes: float = 5.0
+    distill_minutes: float = 6.5
     distill_continuation_len: int = 128  # 2 canvases long: drafter canvases start at many cuts
     drafter_raw_seq_len: int = 320  # raw drafter examples: canvases cut after >= min(prompt_lens)
     distill_batch_size: int = 64  # per-call overhead dominates: wide batches are nearly free
@@ -480,7 +480,10 @@ def model_card(cfg: PocketConfig, out_dir: Path, sizes: dict[str, int]) -> str:
     from specdiff.drafts.training import DiffusionObjective
 
     tok = _read_done(out_dir, "tokenizer")
+    obj = DiffusionObjective(canvas_length=cfg.canvas_length)
     stages = {s: _read_done(out_dir, s) for s in ("verifier", "ar_drafter_lm", "ar_drafter", "drafter")}
+    budget = sum(c.budget_minutes or 0 for c in (cfg.verifier_train, cfg.ar_drafter_train, cfg.ar_distill_train,
+                                                 cfg.drafter_train)) + (cfg.distill_minutes or 0)
     distill = _read_done(out_dir, "distill_data")
 
     def shape(s: TextShape) -> str:
@@ -550,23 +553,29 @@ Each folder carries the same tokenizer (`AutoTokenizer.from_pretrained(folder)`)
 - ar_drafter: ar_drafter_lm fine-tuned with {cfg.distilled_share:.0%} of batches on those continuations
   (loss on the continuation only), the rest raw windows.
 - drafter (DiffusionGemma objective): prompt through the causal encoder into the KV cache, canvas =
-  the next {cfg.canvas_length} tokens ({DiffusionObjective().canvases_per_sequence} canvases at random cut points
+  the next {cfg.canvas_length} tokens ({obj.canvases_per_sequence} canvases at random cut points
   of each sequence share one encoder pass, each masked to its own prefix); per canvas noise
-  t = 1 with probability 0.4, else U(0.05, 1);
-  each canvas position replaced by a uniform random token with probability t; loss = CE over all
-  canvas positions + 0.3 x encoder causal LM loss; self-conditioning on half the steps; routers
+  t = 1 with probability {obj.pure_noise_prob}, else U({obj.min_noise}, 1);
+  each canvas position replaced by a uniform random token with probability t, except that
+  {obj.anchor_prob:.0%} of canvases keep their first position clean (the draft engine puts the encoder's
+  next-token prediction there); loss = CE over all canvas positions, position i weighted
+  exp(-i / {obj.position_decay}) (a draft token counts only when every earlier one is accepted),
+  + {obj.encoder_loss_weight} x encoder causal LM loss (the engine drafts the first token from it);
+  self-conditioning on {obj.self_conditioning_prob:.0%} of steps; routers
   frozen; {cfg.distilled_share:.0%} of examples are distilled verifier continuations. Its held-out
-  loss is the canvas CE of one denoising step from pure noise (no self-conditioning) after a
-  {max(cfg.prompt_lens)}-token held-out prompt. Raw examples are {cfg.drafter_raw_seq_len}-token windows with
-  canvases cut after at least {min(cfg.prompt_lens)} tokens; distilled canvases start inside the
-  verifier's continuation (its greedy continuation of any longer prefix is the rest of it).
+  loss is the position-weighted canvas CE of one denoising step from pure noise (no
+  self-conditioning) after a {max(cfg.prompt_lens)}-token held-out prompt. Raw examples are
+  {cfg.drafter_raw_seq_len}-token windows with canvases cut after at least {min(cfg.prompt_lens)} tokens;
+  distilled canvases start inside the verifier's continuation (its greedy continuation of any
+  longer prefix is the rest of it).
 
 Loss curves: `loss.png` / `loss.csv` in each folder.
 
 ## Reproduce
 ```
-specdiff pocket train --out .pocket_run      # ~70 min on 2 CPU cores; resumable
+specdiff pocket train --out .pocket_run{f" --minutes-scale {cfg.minutes_scale:g}" if cfg.minutes_scale != 1 else ""}
 ```
+About {budget * cfg.minutes_scale:.0f} minutes of stage budgets on 2 CPU cores; interrupted runs resume.
 Stages are time-budgeted (the cosine schedule follows the share of the budget spent), so step
 counts depend on the machine's speed; the counts above are what this export used.
 """

@@ -9,7 +9,11 @@ from specdiff.drafts import DenoisingConfig, DiffusionGemmaDrafter, ProposalMode
 
 
 def one_step_reference_logits(drafter, prompt: torch.Tensor, seed: int) -> torch.Tensor:
-    """The first step's scheduled logits, recomputed from scratch with the same starting noise."""
+    """The first step's scheduled logits, recomputed from scratch with the same starting noise.
+
+    With ``encoder_first_token`` the first row is the encoder's next-token logits at the prompt's
+    last token (LM head and soft-cap applied to the encoder's output), the rest the decoder's.
+    """
     from transformers import DynamicCache
 
     model = drafter.model
@@ -17,23 +21,43 @@ def one_step_reference_logits(drafter, prompt: torch.Tensor, seed: int) -> torch
     canvas = torch.randint(0, drafter.vocab_size, (1, CANVAS), generator=gen)  # the session's first draw
     cache = DynamicCache(config=model.config.get_text_config(decoder=True))
     with torch.no_grad():
-        model.model.encoder(input_ids=prompt, past_key_values=cache, use_cache=True)
-        logits = model(decoder_input_ids=canvas, past_key_values=cache).logits
+        encoded = model.model.encoder(input_ids=prompt, past_key_values=cache, use_cache=True)
+        logits = model(decoder_input_ids=canvas, past_key_values=cache).logits  # [1, C, V]
+        if drafter.encoder_first_token:
+            cap = model.config.text_config.final_logit_softcapping
+            first = torch.tanh(model.lm_head(encoded.last_hidden_state[:, -1:]) / cap) * cap  # [1, 1, V]
+            logits = torch.cat([first, logits[:, 1:]], dim=1)
     return logits / drafter.denoising.t_max  # one step: the schedule sits at t_max
 
 
+@pytest.mark.parametrize("encoder_first_token", [True, False])
 @pytest.mark.parametrize("mode", list(ProposalMode))
-def test_one_step_probs_are_the_schedule_distribution(drafter, mode):
-    engine = DiffusionGemmaDrafter(drafter.model, proposal_mode=mode)
+def test_one_step_probs_are_the_schedule_distribution(drafter, mode, encoder_first_token):
+    engine = DiffusionGemmaDrafter(drafter.model, proposal_mode=mode, encoder_first_token=encoder_first_token)
     prompt = torch.tensor([[4, 8, 15, 16, 23, 42]])
     draft = engine.session(prompt).propose(prompt[:, :0], 5, 1, torch.Generator().manual_seed(3))
     reference = one_step_reference_logits(engine, prompt, seed=3)[:, :5]
-    assert draft.tokens.shape == (1, 5) and draft.probs.shape == (1, 5, engine.vocab_size)
+    assert draft.tokens.shape == (1, 5) and draft.distribution(engine.vocab_size).shape == (1, 5, engine.vocab_size)
     if mode is ProposalMode.ARGMAX:
         assert torch.equal(draft.tokens, reference.argmax(-1))
-        assert torch.equal(draft.probs, torch.nn.functional.one_hot(draft.tokens, engine.vocab_size).float())
+        assert draft.probs is None  # deterministic: the one-hot is built only on demand
+        one_hot = torch.nn.functional.one_hot(draft.tokens, engine.vocab_size).float()
+        assert torch.equal(draft.distribution(engine.vocab_size), one_hot)
     else:
         assert torch.allclose(draft.probs, torch.softmax(reference, dim=-1), atol=1e-5)
+
+
+def test_encoder_first_token_survives_a_call_with_nothing_new(drafter):
+    """The encoder's prediction for the next token is kept: a second proposal with no new committed
+    tokens drafts the same first token, with no encoder pass."""
+    engine = DiffusionGemmaDrafter(drafter.model, proposal_mode=ProposalMode.RESAMPLE)
+    prompt = torch.tensor([[4, 8, 15, 16, 23, 42]])
+    session = engine.session(prompt)
+    first = session.propose(prompt[:, :0], 3, 1, torch.Generator().manual_seed(0))
+    again = session.propose(prompt[:, :0], 3, 1, torch.Generator().manual_seed(1))
+    assert session.cache.get_seq_length() == prompt.shape[1]
+    torch.testing.assert_close(again.probs[:, 0], first.probs[:, 0])
+    assert not torch.allclose(again.probs[:, 1], first.probs[:, 1])  # the decoder's rows saw new noise
 
 
 def test_resampled_tokens_follow_their_returned_probs(drafter):

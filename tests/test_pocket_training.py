@@ -159,3 +159,51 @@ def test_multi_canvas_masks_match_separate_encoder_passes():
         batched = drafter(past_key_values=cache, decoder_input_ids=canvas, decoder_position_ids=positions,
                           decoder_attention_mask=masks).logits
     torch.testing.assert_close(batched, torch.cat(separate, dim=1), atol=1e-4, rtol=1e-4)
+
+
+def test_position_weights_favour_the_first_canvas_positions():
+    from specdiff.drafts.training import position_weights
+
+    uniform = position_weights(8, None)
+    assert torch.allclose(uniform, torch.full((8,), 1 / 8))
+    decayed = position_weights(64, 8.0)
+    assert decayed.sum().item() == pytest.approx(1.0)
+    assert (decayed[1:] < decayed[:-1]).all()
+    # exp(-i / 8): each position weighs e^(-1/8) of the one before, 8 positions on e^-1.
+    assert (decayed[8] / decayed[0]).item() == pytest.approx(torch.exp(torch.tensor(-1.0)).item())
+
+
+def test_canvas_loss_weights_positions_as_the_objective_says():
+    """The canvas term is the position-weighted mean of per-token cross-entropy, computed by hand."""
+    import torch.nn.functional as F
+    from specdiff.drafts.training import DiffusionObjective, build_drafter, diffusion_loss, position_weights
+    from specdiff.verifiers.training import TextShape
+
+    shape = TextShape(num_layers=1, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1,
+                      head_dim=16, sliding_window=16, num_experts=2, top_k_experts=1, moe_intermediate_size=16)
+    drafter = build_drafter(shape, 100, dict(pad_token_id=0, bos_token_id=1, eos_token_id=2), 4, seed=0).eval()
+    obj = DiffusionObjective(canvas_length=4, pure_noise_prob=1.0, encoder_loss_weight=0.0,
+                             canvases_per_sequence=1, position_decay=2.0)
+    ids = torch.randint(3, 100, (2, 10), generator=torch.Generator().manual_seed(1))
+    labels = ids.clone()
+    labels[:, :6] = -100  # the only possible cut is 6: canvas = ids[:, 6:10]
+    torch.manual_seed(0)
+    loss = diffusion_loss(drafter, ids, labels, obj, self_condition=False)
+
+    from transformers import DynamicCache
+
+    torch.manual_seed(0)
+    torch.randperm(1)  # the cut draw diffusion_loss makes
+    torch.randint(1, (1,))  # the encoder-loss offset draw
+    from specdiff.drafts.training import corrupt
+
+    canvas = corrupt(ids[:, 6:10], 100, obj)
+    cache = DynamicCache(config=drafter.config.text_config)
+    with torch.no_grad():
+        drafter.model.encoder(input_ids=ids[:, :6], past_key_values=cache, use_cache=True)
+        logits = drafter(past_key_values=cache, decoder_input_ids=canvas,
+                         decoder_position_ids=torch.arange(6, 10).expand(2, -1)).logits
+    per_token = F.cross_entropy(logits.flatten(0, 1), ids[:, 6:10].flatten(), reduction="none").view(2, 4)
+    expected = (per_token * position_weights(4, 2.0)).sum(-1).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
+    assert loss.item() != pytest.approx(per_token.mean().item(), rel=1e-3)  # the weighting mattered

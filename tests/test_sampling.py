@@ -15,10 +15,15 @@ TOP_K = 3
 
 class NoisyVerifierDrafter:
     """Drafts from a blend of the verifier's true next-token law and uniform noise, so that draft
-    tokens are accepted often but not always (both branches of the rule run)."""
+    tokens are accepted often but not always (both branches of the rule run).
 
-    def __init__(self, verifier, sampling: SamplingConfig):
+    ``deterministic``: propose the law's argmax instead, with ``probs=None`` (a one-hot draft
+    distribution, as the diffusion drafter's ARGMAX mode returns).
+    """
+
+    def __init__(self, verifier, sampling: SamplingConfig, deterministic: bool = False):
         self.verifier = verifier
+        self.deterministic = deterministic
         self.vocab_size = verifier.vocab_size
         self.canvas_length = CANVAS
         self.tokenizer = None
@@ -40,6 +45,8 @@ class _NoisySession:
         logits = d.verifier.model(self.context).logits[:, -1:].float()
         law = 0.7 * target_probs(logits, d.sampling) + 0.3 / d.vocab_size  # [1, 1, V]
         probs = law.repeat(1, block_size, 1)
+        if d.deterministic:
+            return Draft(tokens=probs.argmax(-1), probs=None, denoising_steps_used=1)
         tokens = torch.multinomial(probs[0], 1, generator=generator).T
         return Draft(tokens=tokens, probs=probs, denoising_steps_used=1)
 
@@ -58,11 +65,11 @@ def exact_two_token_law(verifier, prompt, sampling) -> torch.Tensor:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("drafter_kind", ["diffusion-resample", "noisy-verifier"])
+@pytest.mark.parametrize("drafter_kind", ["diffusion-resample", "noisy-verifier", "one-hot-argmax"])
 def test_first_two_sampled_tokens_follow_the_verifier(drafter, verifier, drafter_kind):
     sampling = SamplingConfig(temperature=1.0, top_k=TOP_K)
-    if drafter_kind == "noisy-verifier":
-        engine = NoisyVerifierDrafter(verifier, sampling)
+    if drafter_kind != "diffusion-resample":
+        engine = NoisyVerifierDrafter(verifier, sampling, deterministic=drafter_kind == "one-hot-argmax")
     else:
         engine = DiffusionGemmaDrafter(drafter.model, proposal_mode=ProposalMode.RESAMPLE)
     decoder = SpeculativeDecoder(engine, verifier)
@@ -77,7 +84,7 @@ def test_first_two_sampled_tokens_follow_the_verifier(drafter, verifier, drafter
         counts[a * SHAPE.vocab_size + b] += 1
         accepted += sum(s.accepted for s in result.stats)
     assert chi2_pvalue(counts, law) > 1e-3
-    if drafter_kind == "noisy-verifier":
+    if drafter_kind != "diffusion-resample":
         assert accepted > draws * 0.3  # the acceptance branch really ran
 
 

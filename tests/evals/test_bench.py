@@ -18,9 +18,10 @@ def test_every_method_matches_the_verifier_alone(decoder, ar_drafter, mini_suite
         BenchConfig(out=Path("b.csv"), suite=str(mini_suite), **QUICK), decoder, ar_drafter, progress=False
     )
     summary = result.summary
-    assert list(summary["method"]) == ["ar", "assisted_ar_drafter", "fixed_best"]
+    methods = ["ar", "assisted_ar_drafter", "fixed_best", "heuristic", "adaptive"]
+    assert list(summary["method"]) == methods
     assert result.identical and summary["greedy_identical"].all()
-    assert len(result.runs) == 2 * 3 and set(result.runs["new_tokens"]) == {6}
+    assert len(result.runs) == 2 * 5 and set(result.runs["new_tokens"]) == {6}
     ar = summary.iloc[0]
     assert ar["speedup_vs_ar"] == pytest.approx(1.0) and ar["mean_acceptance_length"] == pytest.approx(1.0)
     best = summary.iloc[2]
@@ -28,10 +29,10 @@ def test_every_method_matches_the_verifier_alone(decoder, ar_drafter, mini_suite
         result.grid.iloc[0][["block_size", "denoising_steps"]]
     )
     shares = summary[["draft_share", "verify_share", "other_share"]].sum(axis=1)
-    assert shares.to_numpy() == pytest.approx([1.0, 1.0, 1.0])
+    assert shares.to_numpy() == pytest.approx([1.0] * 5)
     # Interleaved: each prompt runs every method before the next prompt starts, in rotated order.
-    assert list(result.runs["method"][:3]) == ["ar", "assisted_ar_drafter", "fixed_best"]
-    assert list(result.runs["method"][3:]) == ["assisted_ar_drafter", "fixed_best", "ar"]
+    assert list(result.runs["method"][:5]) == methods
+    assert list(result.runs["method"][5:]) == methods[1:] + methods[:1]
 
 
 def test_a_new_method_plugs_in_by_name(decoder, mini_suite, monkeypatch):
