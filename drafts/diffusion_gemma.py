@@ -87,7 +87,8 @@ class DiffusionGemmaDrafter:
     Args:
         model: the diffusion model (any device and dtype).
         tokenizer: optional; used by the decoder for string prompts.
-        proposal_mode: which canvas tokens to propose (see ``ProposalMode``).
+        proposal_mode: which canvas tokens to propose (see ``ProposalMode``; AUTO by default:
+            the argmax canvas for greedy decoding, resampled tokens when sampling).
         denoising: sampler settings; the checkpoint's generation config when omitted.
         encoder_first_token: draft the first token from the encoder's next-token logits (see the
             module docstring); False runs the plain denoising loop.
@@ -97,7 +98,7 @@ class DiffusionGemmaDrafter:
         self,
         model: DiffusionGemmaForBlockDiffusion,
         tokenizer: Any | None = None,
-        proposal_mode: ProposalMode = ProposalMode.ARGMAX,
+        proposal_mode: ProposalMode = ProposalMode.AUTO,
         denoising: DenoisingConfig | None = None,
         encoder_first_token: bool = True,
     ) -> None:
@@ -117,7 +118,7 @@ class DiffusionGemmaDrafter:
     def from_pretrained(
         cls,
         path_or_id: str | os.PathLike[str],
-        proposal_mode: ProposalMode = ProposalMode.ARGMAX,
+        proposal_mode: ProposalMode = ProposalMode.AUTO,
         denoising: DenoisingConfig | None = None,
         encoder_first_token: bool = True,
         **kwargs: Any,
@@ -141,16 +142,19 @@ class DiffusionGemmaDrafter:
         cap = self.model.final_logit_softcapping
         return torch.tanh(logits / cap) * cap
 
-    def session(self, prompt_ids: torch.Tensor) -> DiffusionDraftSession:
-        return DiffusionDraftSession(self, prompt_ids)
+    def session(self, prompt_ids: torch.Tensor, greedy: bool = True) -> DiffusionDraftSession:
+        return DiffusionDraftSession(self, prompt_ids, self.proposal_mode.resolved(greedy))
 
 
 class DiffusionDraftSession:
     """One generation's drafting state: the encoder cache over committed tokens."""
 
-    def __init__(self, drafter: DiffusionGemmaDrafter, prompt_ids: torch.Tensor) -> None:
+    def __init__(self, drafter: DiffusionGemmaDrafter, prompt_ids: torch.Tensor,
+                 mode: ProposalMode = ProposalMode.ARGMAX) -> None:
         assert prompt_ids.dim() == 2 and prompt_ids.shape[1] >= 1, "prompt_ids must be [B, T] with T >= 1"
+        assert mode is not ProposalMode.AUTO, "a session proposes in a concrete mode"
         self.drafter = drafter
+        self.mode = mode
         model = drafter.model
         self.cache = DynamicCache(config=model.config.get_text_config(decoder=True))
         self.device = drafter.device
@@ -244,7 +248,7 @@ class DiffusionDraftSession:
         self.unencoded = pending[:, :0]
         self.last_canvas = argmax_canvas  # [B, width]: the block only, unless recycling asked for all
         head = logits[:, :block_size]  # [B, K, V]
-        if drafter.proposal_mode is ProposalMode.ARGMAX:
+        if self.mode is ProposalMode.ARGMAX:
             tokens, probs = argmax_canvas[:, :block_size], None  # one-hot, built only if needed
         else:
             probs = torch.softmax(head, dim=-1)

@@ -205,7 +205,7 @@ class SpeculativeDecoder:
             t0 = time.perf_counter()
             if k > 0:
                 if drafter is None:
-                    drafter = self.drafter.session(prompt_ids)
+                    drafter = self.drafter.session(prompt_ids, greedy=sampling.is_greedy)
                 draft = drafter.propose(backlog, k, choice.denoising_steps, generator, choice.recycle_canvas)
                 draft_tokens, steps_used = draft.tokens.to(device), draft.denoising_steps_used
                 backlog = backlog[:, :0]

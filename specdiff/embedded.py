@@ -35,7 +35,7 @@ def load_pocket(controller: Any | None = None, proposal_mode: Any | None = None,
 
     Args:
         controller: the decoder's policy (the default controller when omitted).
-        proposal_mode: the drafter's ``ProposalMode`` (ARGMAX when omitted).
+        proposal_mode: the drafter's ``ProposalMode`` (AUTO when omitted).
         kwargs: passed to both ``from_pretrained`` calls (``dtype``, ``device_map``, ...).
     """
     import torch
@@ -47,7 +47,7 @@ def load_pocket(controller: Any | None = None, proposal_mode: Any | None = None,
     # The weights are stored in bfloat16 to keep the package small; CPUs run float32 far faster.
     kwargs.setdefault("dtype", torch.float32)
     drafter = DiffusionGemmaDrafter.from_pretrained(
-        pocket_folder("drafter"), proposal_mode=proposal_mode or ProposalMode.ARGMAX, **kwargs
+        pocket_folder("drafter"), proposal_mode=proposal_mode or ProposalMode.AUTO, **kwargs
     )
     verifier = CausalLMVerifier.from_pretrained(pocket_folder("verifier"), **kwargs)
     return SpeculativeDecoder(drafter, verifier, controller=controller)

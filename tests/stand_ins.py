@@ -21,7 +21,7 @@ class OracleDrafter:
         self.offset = offset
         self.tokenizer = None
 
-    def session(self, prompt_ids: torch.Tensor) -> _OracleSession:
+    def session(self, prompt_ids: torch.Tensor, greedy: bool = True) -> _OracleSession:
         return _OracleSession(self)
 
 

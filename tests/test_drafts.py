@@ -38,7 +38,7 @@ def test_one_step_probs_are_the_schedule_distribution(drafter, mode, encoder_fir
     draft = engine.session(prompt).propose(prompt[:, :0], 5, 1, torch.Generator().manual_seed(3))
     reference = one_step_reference_logits(engine, prompt, seed=3)[:, :5]
     assert draft.tokens.shape == (1, 5) and draft.distribution(engine.vocab_size).shape == (1, 5, engine.vocab_size)
-    if mode is ProposalMode.ARGMAX:
+    if mode.resolved(greedy=True) is ProposalMode.ARGMAX:  # the session serves a greedy decode
         assert torch.equal(draft.tokens, reference.argmax(-1))
         assert draft.probs is None  # deterministic: the one-hot is built only on demand
         one_hot = torch.nn.functional.one_hot(draft.tokens, engine.vocab_size).float()
@@ -120,3 +120,31 @@ def test_denoising_defaults_come_from_the_checkpoint(drafter):
     parsed = DenoisingConfig.from_generation_config(config)
     assert (parsed.t_min, parsed.t_max, parsed.entropy_bound) == (0.2, 0.9, 0.3)
     assert parsed.stability_threshold == DenoisingConfig().stability_threshold  # unset: reference default
+
+
+def test_auto_mode_proposes_argmax_for_greedy_and_resamples_for_sampling(drafter, verifier):
+    from specdiff import SpeculativeDecoder
+
+    engine = DiffusionGemmaDrafter(drafter.model)  # AUTO by default
+    prompt = torch.tensor([[4, 8, 15, 16]])
+    assert engine.session(prompt).mode is ProposalMode.ARGMAX
+    assert engine.session(prompt, greedy=False).mode is ProposalMode.RESAMPLE
+    assert DiffusionGemmaDrafter(drafter.model, proposal_mode="argmax").session(prompt, greedy=False).mode \
+        is ProposalMode.ARGMAX  # an explicit mode is kept
+
+    class Recording:
+        """The real engine, recording which decode each session served."""
+
+        def __init__(self, inner):
+            self.inner, self.flags = inner, []
+            self.canvas_length, self.vocab_size, self.tokenizer = inner.canvas_length, inner.vocab_size, None
+
+        def session(self, prompt_ids, greedy=True):
+            self.flags.append(greedy)
+            return self.inner.session(prompt_ids, greedy=greedy)
+
+    recording = Recording(engine)
+    decoder = SpeculativeDecoder(recording, verifier)
+    decoder.generate([4, 8, 15], max_new_tokens=4, block_size=2, eos_token_id=[])
+    decoder.generate([4, 8, 15], max_new_tokens=4, block_size=2, temperature=0.8, seed=0, eos_token_id=[])
+    assert recording.flags == [True, False]

@@ -29,7 +29,7 @@ class NoisyVerifierDrafter:
         self.tokenizer = None
         self.sampling = sampling
 
-    def session(self, prompt_ids):
+    def session(self, prompt_ids, greedy=True):
         return _NoisySession(self, prompt_ids)
 
 
