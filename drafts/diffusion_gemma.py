@@ -232,9 +232,9 @@ class DiffusionDraftSession:
             # so the LM head, softcap and argmax skip the other positions.
             last = cur_step == 1
             width = canvas_length if recycle_canvas or not last else block_size
-            raw = drafter.logits(out.last_hidden_state[:, :width])  # [B, width, V]
+            raw = drafter.logits(out.last_hidden_state[:, :width])  # [B, width, V], a fresh tensor
             if drafter.encoder_first_token and self.next_logits is not None:
-                raw = torch.cat([self.next_logits, raw[:, 1:]], dim=1)
+                raw[:, :1] = self.next_logits  # in place: a concatenation would copy the whole canvas's logits
             logits = schedule(None, raw, cur_step=cur_step)  # [B, width, V]
             argmax_canvas = logits.argmax(dim=-1)
             # The last step's renoised canvas would be thrown away, so skip the sampler there.

@@ -27,12 +27,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specdiff.evals.suites import Suite, load_suite
+from specdiff.evals.suites import Suite
 from specdiff.evals.sweep import (
+    check_models_and_out,
     check_run_limits,
-    drafter_canvas_length,
     output_hash,
     progress_bar,
+    suite_to_run,
     use_threads,
     verifier_generate,
 )
@@ -228,25 +229,15 @@ def check_bench(config: BenchConfig, canvas_length: int | None = None) -> Suite:
         raise SpecdiffError("the grid needs at least one block size and one step count")
     if min(config.grid_block_sizes) < 1 or min(config.grid_steps) < 1:
         raise SpecdiffError("grid block sizes and steps must be >= 1")
-    if (config.drafter is None) != (config.verifier is None):
-        raise SpecdiffError("name both --drafter and --verifier, or neither to use the pocket pair")
+    check_models_and_out(config.drafter, config.verifier, config.out, (".csv", ".parquet"))
     if (
         config.drafter is not None
         and config.ar_drafter is None
         and any(BENCH_METHODS[m].needs_ar_drafter for m in config.methods)
     ):
         raise SpecdiffError("assisted_ar_drafter needs --ar-drafter when --drafter and --verifier are named")
-    if Path(config.out).suffix.lower() not in (".csv", ".parquet"):
-        raise SpecdiffError(f"--out must end in .csv or .parquet (got {Path(config.out).name})")
-    suite = load_suite(config.suite)
-    canvas = canvas_length if canvas_length is not None else drafter_canvas_length(config.drafter)
-    if canvas is not None and max(config.grid_block_sizes) > canvas:
-        raise SpecdiffError(
-            f"grid block size {max(config.grid_block_sizes)} exceeds the drafter's canvas of {canvas} tokens"
-        )
-    if config.limit is not None:
-        suite = Suite(suite.name, suite.prompts[: config.limit])
-    return suite
+    return suite_to_run(config.suite, config.limit, max(config.grid_block_sizes), "grid block size",
+                        config.drafter, canvas_length)
 
 
 def load_ar_drafter(path: str | None, like: Any) -> Any:

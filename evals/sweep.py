@@ -158,6 +158,28 @@ def check_run_limits(max_new_tokens: int, limit: int | None, threads: int | None
         raise SpecdiffError(f"--threads must be >= 1 (got {threads})")
 
 
+def check_models_and_out(drafter: str | None, verifier: str | None, out: Path, suffixes: tuple[str, ...]) -> None:
+    """The model pair is whole (or the pocket pair) and ``out`` is a table file the run can write."""
+    from specdiff.loading import check_model_pair
+
+    check_model_pair(drafter, verifier)
+    if Path(out).suffix.lower() not in suffixes:
+        raise SpecdiffError(f"--out must end in {' or '.join(suffixes)} (got {Path(out).name})")
+
+
+def suite_to_run(name: str, limit: int | None, largest_block: int, what: str, drafter: str | None,
+                 canvas_length: int | None) -> Suite:
+    """The suite cut to ``limit`` prompts, once the largest block is known to fit the drafter's
+    canvas (read from its config when ``canvas_length`` is None)."""
+    suite = load_suite(name)
+    canvas = canvas_length if canvas_length is not None else drafter_canvas_length(drafter)
+    if canvas is not None and largest_block > canvas:
+        raise SpecdiffError(
+            f"{what} {largest_block} exceeds the drafter's canvas of {canvas} tokens; use block sizes up to {canvas}"
+        )
+    return suite if limit is None else Suite(suite.name, suite.prompts[:limit])
+
+
 def check_sweep(config: SweepConfig, canvas_length: int | None = None) -> Suite:
     """Refuse bad arguments, naming the fix; returns the suite to run (cut to ``limit``)."""
     from specdiff.sampling import SamplingConfig
@@ -172,23 +194,12 @@ def check_sweep(config: SweepConfig, canvas_length: int | None = None) -> Suite:
     check_run_limits(config.max_new_tokens, config.limit, config.threads)
     for temperature in config.temperatures:
         SamplingConfig(temperature, config.top_k or None, config.top_p)
-    if (config.drafter is None) != (config.verifier is None):
-        raise SpecdiffError("name both --drafter and --verifier, or neither to use the pocket pair")
     out = Path(config.out)
-    if out.suffix.lower() not in (".parquet", ".csv"):
-        raise SpecdiffError(f"--out must end in .parquet or .csv (got {out.name})")
+    check_models_and_out(config.drafter, config.verifier, out, (".parquet", ".csv"))
     if not config.resume and (out.exists() or journal_path(out).exists()):
         raise SpecdiffError(f"{out} already exists; pass --resume to continue it, or choose another --out")
-    suite = load_suite(config.suite)
-    canvas = canvas_length if canvas_length is not None else drafter_canvas_length(config.drafter)
-    if canvas is not None and max(config.block_sizes) > canvas:
-        raise SpecdiffError(
-            f"block size {max(config.block_sizes)} exceeds the drafter's canvas of {canvas} tokens; "
-            f"use block sizes up to {canvas}"
-        )
-    if config.limit is not None:
-        suite = Suite(suite.name, suite.prompts[: config.limit])
-    return suite
+    return suite_to_run(config.suite, config.limit, max(config.block_sizes), "block size", config.drafter,
+                        canvas_length)
 
 
 def plan(config: SweepConfig, suite: Suite) -> list[Task]:

@@ -80,10 +80,9 @@ _GEN_DEFAULTS = {f.name: f.default for f in fields(GenerateOptions)}
 def load_decoder(drafter: str | None, verifier: str | None, dtype: str | None = None,
                  device_map: str | None = None) -> Any:
     """A ``SpeculativeDecoder`` for the named models, or the pocket pair when neither is named."""
-    if (drafter is None) != (verifier is None):
-        from specdiff.errors import SpecdiffError
+    from specdiff.loading import check_model_pair
 
-        raise SpecdiffError("name both --drafter and --verifier, or neither to use the pocket pair")
+    check_model_pair(drafter, verifier)
     if drafter is None:
         from specdiff.embedded import load_pocket
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import sysconfig
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 HELDOUT_PER_MILLE = 50
@@ -95,21 +95,29 @@ def iter_documents(rel_paths: Sequence[str], root: Path | None = None) -> Iterat
         yield read_source(rel, root)
 
 
-def train_tokenizer(rel_paths: Sequence[str], out_dir: Path, vocab_size: int = VOCAB_SIZE):
-    """Train a byte-level BPE on `rel_paths` and save it as a fast tokenizer folder."""
+def train_byte_level_bpe(texts: Iterable[str], vocab_size: int, special_tokens: Sequence[str]):
+    """A byte-level BPE ``tokenizers.Tokenizer`` trained on ``texts``; the special tokens take the
+    first ids, in order."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE(unk_token=None))
+    tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(iter_documents(rel_paths), trainer=trainer, length=len(rel_paths))
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def train_tokenizer(rel_paths: Sequence[str], out_dir: Path, vocab_size: int = VOCAB_SIZE):
+    """Train a byte-level BPE on `rel_paths` and save it as a fast tokenizer folder."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = train_byte_level_bpe(iter_documents(rel_paths), vocab_size, SPECIAL_TOKENS)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         pad_token=PAD_TOKEN,

@@ -78,3 +78,9 @@ def load_tokenizer(path_or_id: str | os.PathLike[str]) -> Any | None:
         return AutoTokenizer.from_pretrained(location, trust_remote_code=False)
     except (OSError, ValueError, TypeError, KeyError):
         return None
+
+
+def check_model_pair(drafter: str | None, verifier: str | None) -> None:
+    """Both models named, or neither (the pocket pair): half a pair is a mistake, not a default."""
+    if (drafter is None) != (verifier is None):
+        raise SpecdiffError("name both --drafter and --verifier, or neither to use the pocket pair")

@@ -36,44 +36,28 @@ class TinyShape:
 
 
 def text_config_kwargs(shape: TinyShape, *, moe: bool) -> dict:
-    """Gemma 4 text-config arguments for a dense (verifier) or MoE (drafter) model of ``shape``.
+    """Gemma 4 text-config arguments for a dense (verifier) or MoE (drafter) model of ``shape``:
+    the pocket recipe's builder (``specdiff.verifiers.training.text_config_kwargs``, which avoids
+    Gemma 4's large defaults), with every layer but the last sliding and tiny MoE experts."""
+    from specdiff.verifiers.training import TextShape
+    from specdiff.verifiers.training import text_config_kwargs as gemma4_text_kwargs
 
-    The non-default values avoid Gemma 4's large defaults (per-layer input tables, 512-wide global
-    heads, KV sharing) that would make a "tiny" model hundreds of millions of parameters.
-    """
     layers = shape.num_hidden_layers
-    kwargs = dict(
-        vocab_size=shape.vocab_size,
+    text_shape = TextShape(
+        num_layers=layers,
         hidden_size=shape.hidden_size,
         intermediate_size=shape.intermediate_size,
-        num_hidden_layers=layers,
-        num_attention_heads=shape.num_attention_heads,
-        num_key_value_heads=shape.num_key_value_heads,
-        num_global_key_value_heads=shape.num_key_value_heads,
+        num_heads=shape.num_attention_heads,
+        num_kv_heads=shape.num_key_value_heads,
         head_dim=shape.head_dim,
-        global_head_dim=shape.head_dim,
         sliding_window=shape.sliding_window,
-        layer_types=["sliding_attention"] * (layers - 1) + ["full_attention"],
-        max_position_embeddings=shape.max_position_embeddings,
-        hidden_size_per_layer_input=0,
-        vocab_size_per_layer_input=shape.vocab_size,
-        num_kv_shared_layers=0,
-        final_logit_softcapping=30.0,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        tie_word_embeddings=True,
+        full_attention_every=layers,  # only the last layer attends globally
+        num_experts=4 if moe else 0,
+        top_k_experts=2,
+        moe_intermediate_size=shape.intermediate_size // 2 if moe else 0,
     )
-    if moe:
-        kwargs.update(
-            enable_moe_block=True,
-            attention_k_eq_v=True,
-            num_experts=4,
-            top_k_experts=2,
-            moe_intermediate_size=shape.intermediate_size // 2,
-        )
-    else:
-        kwargs.update(enable_moe_block=False, attention_k_eq_v=False)
+    kwargs = gemma4_text_kwargs(text_shape, shape.vocab_size, dict(pad_token_id=0, bos_token_id=1, eos_token_id=2))
+    kwargs["max_position_embeddings"] = shape.max_position_embeddings
     return kwargs
 
 
@@ -103,19 +87,10 @@ def tiny_tokenizer(vocab_size: int = TinyShape.vocab_size) -> PreTrainedTokenize
 
     Ids 0, 1 and 2 are ``<pad>``, ``<bos>`` and ``<eos>``, matching the tiny configs.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from specdiff.corpus import train_byte_level_bpe
 
     texts = [p.read_text(encoding="utf-8") for p in sorted(Path(__file__).parent.glob("*.py"))]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<pad>", "<bos>", "<eos>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer)
+    tok = train_byte_level_bpe(texts, vocab_size, ["<pad>", "<bos>", "<eos>"])
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>")
 
 
