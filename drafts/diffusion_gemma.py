@@ -11,8 +11,9 @@ decoder's (``encoder_first_token``, on by default). DiffusionGemma's encoder is 
 causal next-token loss beside the denoising loss, and that same forward call computes it: the
 encoder sees the committed tokens through every layer, while the decoder's first position reaches
 them only through the cache, a layer later. On the pocket pair it raises first-token accuracy
-from 0.50 to 0.89 on held-out code (``benchmarks/pocket_card.py``). From the second step on, the
-canvas holds the encoder's token there like any other position.
+from 0.50 to 0.89 on held-out code (``benchmarks/pocket_card.py``) and tokens a round from 1.92 to
+2.42 (block 8, 1 step; ``benchmarks/draft_options.py``). From the second step on, the canvas
+holds the encoder's token there like any other position.
 
 Each denoising step follows transformers' reference sampler
 (``transformers.models.diffusion_gemma.generation_diffusion_gemma``): logits divided by the linear

@@ -11,6 +11,9 @@ in ``BENCH_METHODS`` bound to a runner ``(context, prompt_ids) -> MethodRun``:
 ``fixed_best``
     specdiff with the block size and denoising steps that were fastest in a quick grid over the
     first ``grid_prompts`` prompts of the same suite.
+``heuristic``, ``adaptive``
+    specdiff under the ``Heuristic`` and ``Adaptive`` controllers (one ``Adaptive`` for the whole
+    run, as a decoder keeps its own).
 
 A new speculative policy is one line: ``BENCH_METHODS["mine"] = BenchMethod(speculative(lambda
 ctx: MyController()))``. Round time splits into drafting, verifying and everything else: from
@@ -167,8 +170,8 @@ def speculative(make_controller: Callable[[BenchContext], Any]) -> Runner:
             result.token_ids,
             result.elapsed_s,
             result.num_rounds,
-            sum(s.proposed for s in result.stats),
-            sum(s.accepted for s in result.stats),
+            result.proposed,
+            result.accepted,
             **split,
         )
 
@@ -343,6 +346,7 @@ def summarize_bench(
 ) -> pd.DataFrame:
     """One row per method, in the order asked."""
     import pandas as pd
+    from specdiff.evals.report import rate_columns
 
     sums = (
         runs.groupby("method")
@@ -364,14 +368,11 @@ def summarize_bench(
     summary["denoising_steps"] = [best.denoising_steps if m == "fixed_best" and best else 0 for m in methods]
     for column in ("prompts", "new_tokens", "total_s"):
         summary[column] = sums[column].to_numpy()
-    summary["tokens_per_s"] = (sums["new_tokens"] / sums["total_s"]).to_numpy()
+    rates = rate_columns(sums)
+    summary["tokens_per_s"] = rates["tokens_per_s"].to_numpy()
     ar = summary.loc[summary["method"] == "ar", "tokens_per_s"]
     summary["speedup_vs_ar"] = summary["tokens_per_s"] / float(ar.iloc[0]) if len(ar) else float("nan")
-    summary["mean_acceptance_length"] = (sums["new_tokens"] / sums["rounds"]).to_numpy()
-    proposed = sums["proposed"].where(sums["proposed"] > 0)
-    summary["acceptance_rate"] = (sums["accepted"] / proposed).to_numpy()
-    round_s = sums["draft_s"] + sums["verify_s"] + sums["other_s"]
-    for phase in ("draft", "verify", "other"):
-        summary[f"{phase}_share"] = (sums[f"{phase}_s"] / round_s).to_numpy()
+    for column in ("mean_acceptance_length", "acceptance_rate", "draft_share", "verify_share", "other_share"):
+        summary[column] = rates[column].to_numpy()
     summary["greedy_identical"] = not mismatched
     return summary

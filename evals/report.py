@@ -57,24 +57,43 @@ def summarize(results: pd.DataFrame, gpu_price_per_hour: float | None = None) ->
         loop_share=("loop_share", "mean"),
     )
     summary = sums[CONFIG_COLUMNS + ["prompts", "runs", "new_tokens", "rounds"]].copy()
-    summary["mean_acceptance_length"] = _ratio(sums["new_tokens"], sums["rounds"])
-    summary["acceptance_rate"] = _ratio(sums["accepted"], sums["proposed"])
-    summary["tokens_per_s"] = _ratio(sums["new_tokens"], sums["total_s"])
+    rates = rate_columns(sums)
+    for column in ("mean_acceptance_length", "acceptance_rate", "tokens_per_s"):
+        summary[column] = rates[column]
     baseline = summary.loc[summary["method"] == AR, SETTING_COLUMNS + ["tokens_per_s"]]
     baseline = baseline.rename(columns={"tokens_per_s": "ar_tokens_per_s"})
     summary = summary.merge(baseline, on=SETTING_COLUMNS, how="left")
     summary["speedup"] = summary["tokens_per_s"] / summary["ar_tokens_per_s"]
     summary = summary.drop(columns="ar_tokens_per_s")
-    round_s = sums["draft_s"] + sums["verify_s"] + sums["other_s"]
-    summary["draft_share"] = _ratio(sums["draft_s"], round_s)
-    summary["verify_share"] = _ratio(sums["verify_s"], round_s)
-    summary["other_share"] = _ratio(sums["other_s"], round_s)
+    for column in ("draft_share", "verify_share", "other_share"):
+        summary[column] = rates[column]
     summary["setup_share"] = _ratio(sums["setup_s"], sums["total_s"])
     summary["loop_share"] = sums["loop_share"]
     if gpu_price_per_hour is not None:
         summary["cost_per_million_tokens"] = gpu_price_per_hour / 3600.0 / summary["tokens_per_s"] * 1e6
     return summary.sort_values(
         ["suite", "temperature", "tokens_per_s"], ascending=[True, True, False], ignore_index=True
+    )
+
+
+def rate_columns(sums: pd.DataFrame) -> pd.DataFrame:
+    """Rates from summed counts and seconds, row by row (the sweep report's and the bench's).
+
+    ``sums`` has ``new_tokens, rounds, proposed, accepted, total_s, draft_s, verify_s, other_s``;
+    the result (same index) ``mean_acceptance_length, acceptance_rate, tokens_per_s`` and the round
+    time split ``draft_share, verify_share, other_share`` (NaN where a denominator is 0).
+    """
+    round_s = sums["draft_s"] + sums["verify_s"] + sums["other_s"]
+    return pd.DataFrame(
+        {
+            "mean_acceptance_length": _ratio(sums["new_tokens"], sums["rounds"]),
+            "acceptance_rate": _ratio(sums["accepted"], sums["proposed"]),
+            "tokens_per_s": _ratio(sums["new_tokens"], sums["total_s"]),
+            "draft_share": _ratio(sums["draft_s"], round_s),
+            "verify_share": _ratio(sums["verify_s"], round_s),
+            "other_share": _ratio(sums["other_s"], round_s),
+        },
+        index=sums.index,
     )
 
 

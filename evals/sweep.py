@@ -96,10 +96,9 @@ class SweepConfig:
     """What ``specdiff sweep`` runs; the CLI's defaults come from here.
 
     ``max_new_tokens`` defaults to 48: the full default sweep of a 30-prompt suite is 630
-    generations (30 x (20 configurations + the baseline)). With the pocket pair on 2 shared cores
-    a 64-token generation took 2.9 s on average over the grid (31 minutes for the sweep); 48
-    tokens cut that by a quarter, which brings a quiet 2-core machine under 20 minutes while
-    every block size up to 32 still drafts in full.
+    generations (30 x (20 configurations + the baseline)), and at 48 tokens it took 17 min 17 s
+    with the pocket pair on a quiet 2-core machine (``specdiff sweep --suite code --out F``),
+    while every block size up to 32 still drafts in full.
     """
 
     out: Path
@@ -233,20 +232,24 @@ def _normal(value: Any) -> Any:
     return str(value)
 
 
+def key_fields(task: Task, config: SweepConfig, suite: Suite) -> dict[str, Any]:
+    """A row's ``KEY_COLUMNS``: what identifies a generation across runs of the sweep."""
+    return dict(
+        suite=suite.name,
+        prompt_id=task.prompt_id,
+        method=task.method,
+        block_size=task.block_size,
+        denoising_steps=task.denoising_steps,
+        temperature=task.temperature,
+        top_k=config.top_k,
+        top_p=config.top_p,
+        seed=task.seed,
+        max_new_tokens=config.max_new_tokens,
+    )
+
+
 def task_key(task: Task, config: SweepConfig, suite: Suite) -> tuple:
-    row = {
-        "suite": suite.name,
-        "prompt_id": task.prompt_id,
-        "method": task.method,
-        "block_size": task.block_size,
-        "denoising_steps": task.denoising_steps,
-        "temperature": task.temperature,
-        "top_k": config.top_k,
-        "top_p": config.top_p,
-        "seed": task.seed,
-        "max_new_tokens": config.max_new_tokens,
-    }
-    return row_key(row)
+    return row_key(key_fields(task, config, suite))
 
 
 # -- the journal: one fsynced JSON line per finished row ------------------------------------------
@@ -360,8 +363,8 @@ def run_speculative(decoder: Any, prompt_ids: Any, task: Task, config: SweepConf
     return dict(
         new_tokens=len(result.token_ids),
         rounds=result.num_rounds,
-        proposed=sum(s.proposed for s in stats),
-        accepted=sum(s.accepted for s in stats),
+        proposed=result.proposed,
+        accepted=result.accepted,
         mean_acceptance_length=result.mean_acceptance_length,
         acceptance_rate=result.acceptance_rate,
         denoising_steps_used=sum(drafting) / len(drafting) if drafting else 0.0,
@@ -441,16 +444,7 @@ def make_row(
 ) -> dict[str, Any]:
     tokens = measured.pop("token_ids")
     return dict(
-        suite=suite.name,
-        prompt_id=task.prompt_id,
-        method=task.method,
-        block_size=task.block_size,
-        denoising_steps=task.denoising_steps,
-        temperature=task.temperature,
-        top_k=config.top_k,
-        top_p=config.top_p,
-        seed=task.seed,
-        max_new_tokens=config.max_new_tokens,
+        **key_fields(task, config, suite),
         prompt_tokens=prompt_tokens,
         **measured,
         tokens_per_s=measured["new_tokens"] / measured["total_s"] if measured["total_s"] > 0 else 0.0,

@@ -109,10 +109,20 @@ class GenerationResult:
         return len(self.token_ids) / self.num_rounds if self.stats else 0.0
 
     @property
+    def proposed(self) -> int:
+        """Draft tokens proposed, over all rounds."""
+        return sum(s.proposed for s in self.stats)
+
+    @property
+    def accepted(self) -> int:
+        """Draft tokens accepted, over all rounds."""
+        return sum(s.accepted for s in self.stats)
+
+    @property
     def acceptance_rate(self) -> float:
         """Accepted draft tokens over proposed draft tokens (0 when nothing was proposed)."""
-        proposed = sum(s.proposed for s in self.stats)
-        return sum(s.accepted for s in self.stats) / proposed if proposed else 0.0
+        proposed = self.proposed
+        return self.accepted / proposed if proposed else 0.0
 
     @property
     def tokens_per_s(self) -> float:

@@ -164,7 +164,7 @@ def test_deterministic_given_generator(k):
     assert all(torch.equal(a, b) for a, b in itertools.pairwise(r.next_token for r in runs))
 
 
-def test_exponential_race_draws_the_categorical():
+def test_sample_categorical_draws_the_categorical():
     from specdiff.sampling import sample_categorical
 
     probs = torch.tensor([0.5, 0.0, 0.2, 0.3]) * 7  # unnormalised on purpose
