@@ -2,8 +2,9 @@
 
     python benchmarks/draft_options.py            # about 4 minutes on 2 CPU cores
 
-1. Encoder first token (``DiffusionGemmaDrafter(encoder_first_token=...)``), greedy: mean
-   acceptance length at blocks 8 and 16 with 1 and 2 denoising steps, on and off.
+1. The drafter's options, greedy: mean acceptance length at blocks 8 and 16 with 1 and 2
+   denoising steps for the plain denoising loop, with the encoder's first token
+   (``encoder_first_token``), and with the canvas also seeded from the context (``context_seed``).
 2. Proposal modes under sampling: ``ARGMAX`` (one-hot drafts) against ``RESAMPLE`` at temperatures
    0.7 and 1.0, block 8, 1 step (``AUTO``, the default, picks RESAMPLE there).
 3. Costs, median milliseconds at one thread: a verifier decoding step (one token against a warm
@@ -23,7 +24,7 @@ from collections.abc import Callable
 
 import pandas as pd
 import torch
-from specdiff.drafts import ProposalMode
+from specdiff.drafts import ContextSeed, ProposalMode
 from specdiff.evals.suites import load_suite
 
 from specdiff.embedded import load_pocket
@@ -79,14 +80,17 @@ def main() -> None:
     n = args.max_new_tokens
 
     rows = []
+    lookup = drafter.context_seed or ContextSeed()
+    variants = {"decoder only": (False, None), "+ encoder first token": (True, None),
+                "+ context seed": (True, lookup)}
     for block, steps in ((8, 1), (8, 2), (16, 1), (16, 2)):
         row = {"block_size": block, "denoising_steps": steps}
-        for first in (False, True):
-            drafter.encoder_first_token = first
-            row[f"encoder first token {'on' if first else 'off'}"] = acceptance_length(
-                decoder, suites["code"], max_new_tokens=n, block_size=block, denoising_steps=steps)
+        for name, (first, context_seed) in variants.items():
+            drafter.encoder_first_token, drafter.context_seed = first, context_seed
+            row[name] = acceptance_length(decoder, suites["code"], max_new_tokens=n, block_size=block,
+                                          denoising_steps=steps)
         rows.append(row)
-    drafter.encoder_first_token = True
+    drafter.encoder_first_token, drafter.context_seed = True, lookup
     print(f"\n1. Mean acceptance length, greedy, {args.prompts} code prompts, {n} new tokens")
     print(pd.DataFrame(rows).round(2).to_string(index=False))
 

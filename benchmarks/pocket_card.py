@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from specdiff.drafts import ContextSeed
 
 LOOPING = 0.5  # a continuation with more repeated 4-grams than this counts as looping
 
@@ -62,15 +63,18 @@ def draft_accuracy(decoder, ar_model, prompts: list, positions: int = 8, cuts: i
 
     Each prompt is continued greedily by the verifier; at ``cuts`` points ``spacing`` tokens apart
     each drafter proposes ``positions`` tokens from the true prefix (the diffusion drafter one
-    denoising step from fresh noise, the AR drafter a greedy rollout). Position i counts as right
+    denoising step from fresh noise, or from the context lookup's guess, the AR drafter a greedy
+    rollout). Position i counts as right
     when it equals the verifier's token, whatever the earlier positions did.
     """
     import torch
     from specdiff.evals.sweep import verifier_generate
 
     engine = decoder.drafter
-    rows: dict[str, list] = {"diffusion, encoder first token": [], "diffusion, decoder only": [],
-                             "AR drafter (greedy rollout)": []}
+    lookup = engine.context_seed or ContextSeed()
+    variants = {"diffusion, context seed + encoder first token": (True, lookup),
+                "diffusion, encoder first token": (True, None), "diffusion, decoder only": (False, None)}
+    rows: dict[str, list] = {**{name: [] for name in variants}, "AR drafter (greedy rollout)": []}
     for ids in prompts:
         continuation = verifier_generate(decoder.verifier, ids, cuts * spacing + positions, 0.0, 0, 1.0, 0)
         full = torch.cat([ids, torch.tensor([continuation])], dim=1)
@@ -79,8 +83,8 @@ def draft_accuracy(decoder, ar_model, prompts: list, positions: int = 8, cuts: i
             truth = full[0, cut: cut + positions]
             if truth.numel() < positions:
                 break
-            for name, first in (("diffusion, encoder first token", True), ("diffusion, decoder only", False)):
-                engine.encoder_first_token = first
+            for name, (first, context_seed) in variants.items():
+                engine.encoder_first_token, engine.context_seed = first, context_seed
                 draft = engine.session(full[:, :cut]).propose(full[:, :0], positions, 1,
                                                               torch.Generator().manual_seed(cut))
                 rows[name].append((draft.tokens[0] == truth).float())
@@ -88,7 +92,7 @@ def draft_accuracy(decoder, ar_model, prompts: list, positions: int = 8, cuts: i
                                         max_new_tokens=positions, min_new_tokens=positions, do_sample=False,
                                         pad_token_id=0)
             rows["AR drafter (greedy rollout)"].append((rollout[0, cut:] == truth).float())
-    engine.encoder_first_token = True
+    engine.encoder_first_token, engine.context_seed = True, lookup
     table = pd.DataFrame({name: torch.stack(hits).mean(0).numpy() for name, hits in rows.items()}).T
     table.columns = [f"pos {i}" for i in range(positions)]
     table.index.name = f"drafter ({len(rows['diffusion, decoder only'])} cuts)"

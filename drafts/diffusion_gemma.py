@@ -15,6 +15,13 @@ from 0.50 to 0.89 on held-out code (``benchmarks/pocket_card.py``) and tokens a 
 2.42 (block 8, 1 step; ``benchmarks/draft_options.py``). From the second step on, the canvas
 holds the encoder's token there like any other position.
 
+With ``context_seed`` set, a round's canvas starts from the context lookup's guess at the
+continuation (``specdiff.drafts.context``: what followed the most recent earlier occurrence of the
+last few committed tokens) wherever the context has one, instead of pure noise. The guess is only
+the starting canvas; the proposal is still the denoised output and the distribution it was drawn
+from, so losslessness does not depend on it. The pocket drafter is trained for it (its
+``drafter_seeded`` stage).
+
 Each denoising step follows transformers' reference sampler
 (``transformers.models.diffusion_gemma.generation_diffusion_gemma``): logits divided by the linear
 temperature schedule, a token drawn per position, the entropy-bound sampler keeping the
@@ -31,6 +38,7 @@ from typing import Any
 
 import torch
 from specdiff.drafts.base import Draft, ProposalMode
+from specdiff.drafts.context import ContextSeed, context_continuation
 from transformers import DiffusionGemmaForBlockDiffusion, DynamicCache
 from transformers.models.diffusion_gemma.generation_diffusion_gemma import (
     EntropyBoundSampler,
@@ -93,6 +101,10 @@ class DiffusionGemmaDrafter:
         denoising: sampler settings; the checkpoint's generation config when omitted.
         encoder_first_token: draft the first token from the encoder's next-token logits (see the
             module docstring); False runs the plain denoising loop.
+        context_seed: start each canvas from the context lookup's guess where there is one (see
+            the module docstring): a ``ContextSeed``, True for the default lookup, False for pure
+            noise, None (default) for what the checkpoint's config records: drafters
+            trained for seeded canvases record their lookup there, others start from noise.
     """
 
     def __init__(
@@ -102,6 +114,7 @@ class DiffusionGemmaDrafter:
         proposal_mode: ProposalMode = ProposalMode.AUTO,
         denoising: DenoisingConfig | None = None,
         encoder_first_token: bool = True,
+        context_seed: ContextSeed | bool | None = None,
     ) -> None:
         if not isinstance(model, DiffusionGemmaForBlockDiffusion):
             raise SpecdiffError(
@@ -112,6 +125,7 @@ class DiffusionGemmaDrafter:
         self.proposal_mode = ProposalMode(proposal_mode)
         self.denoising = denoising or DenoisingConfig.from_generation_config(model.generation_config)
         self.encoder_first_token = encoder_first_token
+        self.context_seed = ContextSeed.resolve(context_seed, model.config)
         self.canvas_length: int = int(model.config.canvas_length)
         self.vocab_size: int = int(model.config.text_config.vocab_size)
 
@@ -122,12 +136,13 @@ class DiffusionGemmaDrafter:
         proposal_mode: ProposalMode = ProposalMode.AUTO,
         denoising: DenoisingConfig | None = None,
         encoder_first_token: bool = True,
+        context_seed: ContextSeed | bool | None = None,
         **kwargs: Any,
     ) -> DiffusionGemmaDrafter:
         """Load from a saved folder or hub id; ``dtype``, ``device_map`` and other kwargs pass through."""
         model = load_model(DiffusionGemmaForBlockDiffusion, path_or_id, **kwargs)
         return cls(model, load_tokenizer(path_or_id), proposal_mode=proposal_mode, denoising=denoising,
-                   encoder_first_token=encoder_first_token)
+                   encoder_first_token=encoder_first_token, context_seed=context_seed)
 
     @property
     def device(self) -> torch.device:
@@ -160,6 +175,7 @@ class DiffusionDraftSession:
         self.cache = DynamicCache(config=model.config.get_text_config(decoder=True))
         self.device = drafter.device
         self.unencoded = prompt_ids.to(self.device)  # committed tokens not yet in the cache
+        self.history = self.unencoded  # [B, T]: every committed token, for the context lookup
         self.encoded_length = 0
         self.last_canvas: torch.Tensor | None = None  # [B, C], for canvas recycling
         self.next_logits: torch.Tensor | None = None  # [B, 1, V]: the encoder's, at the last committed token
@@ -176,12 +192,19 @@ class DiffusionDraftSession:
         )
 
     def _starting_canvas(self, batch: int, shift: int, recycle: bool, generator: torch.Generator) -> torch.Tensor:
-        """Fresh noise, or the last canvas's unconsumed tail shifted into place with noise behind it."""
+        """Fresh noise, the context lookup's guess over it, or (recycling) the last canvas's
+        unconsumed tail shifted into place with noise behind it."""
         length = self.drafter.canvas_length
-        if not recycle or self.last_canvas is None:
-            return self._noise(batch, length, generator)
-        tail = self.last_canvas[:, shift:]
-        return torch.cat([tail, self._noise(batch, length - tail.shape[1], generator)], dim=1)
+        if recycle and self.last_canvas is not None:
+            tail = self.last_canvas[:, shift:]
+            return torch.cat([tail, self._noise(batch, length - tail.shape[1], generator)], dim=1)
+        noise = self._noise(batch, length, generator)
+        seed = self.drafter.context_seed
+        if seed is not None:
+            for row in range(batch):
+                guess = context_continuation(self.history[row], length, seed)
+                noise[row, : guess.shape[0]] = guess
+        return noise
 
     @torch.no_grad()
     def propose(
@@ -203,6 +226,8 @@ class DiffusionDraftSession:
         assert 1 <= block_size <= canvas_length, f"block_size {block_size} outside 1..{canvas_length}"
         assert denoising_steps >= 1, "denoising_steps must be >= 1"
         pending = torch.cat([self.unencoded, new_tokens.to(self.device)], dim=1)  # [B, n]
+        if new_tokens.shape[1]:
+            self.history = torch.cat([self.history, new_tokens.to(self.device)], dim=1)
         batch, n_pending = pending.shape
         start = self.encoded_length
         position_ids = torch.arange(start, start + n_pending, device=self.device)[None]

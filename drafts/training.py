@@ -21,6 +21,8 @@ Recipe (after DiffusionGemma's published fine-tuning; see /work/shared/NOTES.md)
 * Distillation: most canvases are the pocket verifier's own greedy continuations
   (`generate_distillation_data`), so the drafter learns what the verifier will accept.
 * The MoE routers stay frozen, as in the published fine-tuning.
+* Context-seeded canvases (a second, shorter stage): a share of canvases start from the context
+  lookup's guess at the continuation (`seed_canvases`), as the engine's do with `context_seed`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from specdiff.drafts.context import ContextSeed, context_continuation
 from specdiff.verifiers.training import IGNORE_INDEX, BatchSource, TextShape, text_config_kwargs
 
 TINY_VISION_CONFIG = dict(
@@ -66,6 +69,12 @@ class DiffusionObjective:
     # only accepted when every token before it is, so late positions from pure noise matter
     # little to acceptance while their near-unpredictable targets dominate a uniform loss.
     position_decay: float | None = 8.0
+    # Share of canvases (among those whose context has a recurring n-gram) that start from the
+    # context lookup's guess (`specdiff.drafts.context`) instead of a corrupted target, as the
+    # engine's canvas does with `context_seed` on: the decoder learns to keep a right guess and
+    # overwrite a wrong one.
+    context_seed_prob: float = 0.0
+    context_seed: ContextSeed = ContextSeed()
 
 
 def position_weights(canvas_length: int, decay: float | None) -> torch.Tensor:
@@ -141,6 +150,24 @@ def corrupt(target: torch.Tensor, vocab_size: int, obj: DiffusionObjective) -> t
     return torch.where(replaced, torch.randint_like(target, vocab_size), target)
 
 
+def seed_canvases(canvas: torch.Tensor, ids: torch.Tensor, cuts: Sequence[int],
+                  obj: DiffusionObjective) -> torch.Tensor:
+    """Replace a share of the corrupted canvases ``[B, K*C]`` by the context lookup's guess.
+
+    Canvas k of row b starts at ``cuts[k]`` and its guess is ``context_continuation(ids[b, :cuts[k]])``
+    (uses the global torch RNG); canvases whose context has no recurring n-gram stay as they are.
+    """
+    if obj.context_seed_prob <= 0:
+        return canvas
+    seeded = canvas.clone()
+    chosen = torch.rand(ids.shape[0], len(cuts)) < obj.context_seed_prob  # [B, K]
+    for b, k in chosen.nonzero().tolist():
+        guess = context_continuation(ids[b, : cuts[k]], obj.canvas_length, obj.context_seed)
+        if guess.numel():
+            seeded[b, k * obj.canvas_length : (k + 1) * obj.canvas_length] = guess
+    return seeded
+
+
 def multi_canvas_masks(seq_len: int, cuts: Sequence[int], canvas_length: int, sliding_window: int,
                        batch: int) -> dict[str, torch.Tensor]:
     """Decoder masks [B, 1, K*C, seq_len + K*C] for K canvases against one encoder pass.
@@ -197,7 +224,7 @@ def diffusion_loss(model, ids: torch.Tensor, labels: torch.Tensor, obj: Diffusio
     encoder_loss = F.cross_entropy(encoder_logits.flatten(0, 1), next_tokens.flatten())
 
     target = torch.cat([ids[:, c : c + canvas_len] for c in cuts], dim=1)  # [B, K*C]
-    canvas = corrupt(target, model.config.text_config.vocab_size, obj)
+    canvas = seed_canvases(corrupt(target, model.config.text_config.vocab_size, obj), ids, cuts, obj)
     positions = torch.cat([torch.arange(c, c + canvas_len) for c in cuts]).expand(batch, -1)
     masks = multi_canvas_masks(seq_len, cuts, canvas_len, model.config.text_config.sliding_window, batch)
     if self_condition is None:
@@ -227,7 +254,7 @@ def first_step_loss(model, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
     was_training = model.training
     model.eval()
     pure = DiffusionObjective(**{**obj.__dict__, "pure_noise_prob": 1.0, "anchor_prob": 0.0, "encoder_loss_weight": 0.0,
-                                 "canvases_per_sequence": 1})
+                                 "canvases_per_sequence": 1, "context_seed_prob": 0.0})
     rng_state = torch.get_rng_state()
     torch.manual_seed(1234)  # the same noise every evaluation
     losses = [diffusion_loss(model, ids, labels, pure, self_condition=False).item() for ids, labels in batches]

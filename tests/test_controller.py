@@ -28,6 +28,7 @@ from specdiff.controller import (
     block_grid,
     expected_committed,
     reach_estimates,
+    regime_of,
 )
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import RoundStats
@@ -128,11 +129,27 @@ def test_reach_estimates_by_hand():
     pooled_0 = (6 + 2 * 0.5) / (8 + 2)  # toward the prior
     pooled_1 = (4 + 2 * pooled_0 * pooled_0) / (8 + 2)  # toward position 0 times its ratio
     row_0, row_1 = (6 + 2 * pooled_0) / 10, (4 + 2 * pooled_1) / 10
-    ratio = row_1 / row_0
-    np.testing.assert_allclose(estimates[0], [row_0, row_1, row_1 * ratio, row_1 * ratio**2])
-    pooled_ratio = pooled_1 / pooled_0  # an untried setting borrows the pooled estimates
-    np.testing.assert_allclose(estimates[1], [pooled_0, pooled_1, pooled_1 * pooled_ratio,
-                                              pooled_1 * pooled_ratio**2])
+    pooled_ratio = pooled_1 / pooled_0
+    pooled_deep = pooled_1 * pooled_ratio ** np.arange(1, 3)  # past position 1: extrapolated
+    # past its deepest position the row extrapolates itself, weighted 8 rounds to the pooled 2
+    own_deep = row_1 * (row_1 / row_0) ** np.arange(1, 3)
+    np.testing.assert_allclose(estimates[0], [row_0, row_1, *((8 * own_deep + 2 * pooled_deep) / 10)])
+    # an untried setting borrows the pooled estimates
+    np.testing.assert_allclose(estimates[1], [pooled_0, pooled_1, *pooled_deep])
+
+
+def test_faded_counts_do_not_stretch_the_pooled_head():
+    """A setting whose counts have faded to almost nothing stays at the pooled estimates past its
+    depth, not at its own (pooled-borrowed) head extrapolated flat."""
+    reached, proposed = np.zeros((2, 8)), np.zeros((2, 8))
+    reached[0, :2], proposed[0, :8] = 1.0, 1.0  # a fresh round: positions 0-1 of 8 accepted
+    proposed[1, :2] = 1e-3  # long ago: 2 positions tried, faded
+    estimates = reach_estimates(reached, proposed, 0.5, 2.0)
+    untried = proposed.copy()
+    untried[1] = 0.0
+    pooled = reach_estimates(reached, untried, 0.5, 2.0)[1]  # an untried setting: the pooled estimates
+    np.testing.assert_allclose(estimates[1], pooled, atol=1e-3)
+    assert estimates[1, 4] < 0.1 * estimates[1, 1]  # the pooled evidence stops after position 1
 
 
 def test_reach_estimates_never_increase_along_the_block():
@@ -196,6 +213,22 @@ def test_adaptive_learns_canvas_recycling_when_it_helps():
     assert policy.current.recycle_canvas and policy.current.block_size == 32
 
 
+def test_adaptive_drafts_long_blocks_only_after_a_long_acceptance():
+    # Stretches: 6 rounds where the drafter copies a loop (every token accepted), then 6 where it
+    # gets 1 token right. Verifying costs enough per token that long blocks pay only in a loop.
+    def stretches(i: int, choice: Choice) -> int:
+        return EVERYTHING if (i // 6) % 2 == 0 else 1
+
+    machine = Machine(verify_per_token=0.003)
+    policy = Adaptive()
+    choices = play(policy, stretches, 240, machine=machine)
+    edges = policy.regime_edges
+    assert policy.choices[regime_of(32, 32, edges)].block_size == 32  # after a long run: the whole canvas
+    assert policy.choices[regime_of(1, 2, edges)].block_size <= 2  # after a short one: a short block
+    # and the rounds follow: the second round of each loop stretch drafts the canvas
+    assert all(choices[i].block_size == 32 for i in range(121, 240, 12))
+
+
 def test_adaptive_never_recycles_when_not_allowed():
     choices = play(Adaptive(), lambda i, c: EVERYTHING if c.recycle_canvas else 1, 40)  # off by default
     assert not any(c.recycle_canvas for c in choices)
@@ -228,17 +261,19 @@ def test_cost_not_acceptance_decides_the_block_size():
 
 
 def test_adaptive_does_not_thrash_on_noisy_seconds():
+    """Each regime's choice stays put (moving between regimes is the point, not thrashing)."""
     policy = Adaptive()
-    currents = []
+    snapshots = []
     accepted_for = geometric_acceptance(0.7, seed=1)
 
     def record(i: int, choice: Choice) -> int:
-        currents.append(policy.current)
+        snapshots.append(list(policy.choices))
         return accepted_for(i, choice)
 
     play(policy, record, 300, machine=Machine(noise=0.2))
-    switches = sum(a != b for a, b in zip(currents[10:], currents[11:], strict=False))
-    assert switches <= 10, f"the choice changed {switches} times in 290 rounds"
+    switches = sum(a != b for before, after in zip(snapshots[10:], snapshots[11:], strict=False)
+                   for a, b in zip(before, after, strict=True))
+    assert switches <= 10, f"the regimes' choices changed {switches} times in 290 rounds"
 
 
 # -- every policy --------------------------------------------------------------------------------

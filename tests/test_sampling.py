@@ -6,6 +6,7 @@ import pytest
 import torch
 from helpers import CANVAS, SHAPE, chi2_pvalue
 from specdiff.drafts import DiffusionGemmaDrafter, Draft, ProposalMode
+from specdiff.drafts.context import ContextSeed
 
 from specdiff import SpeculativeDecoder
 from specdiff.sampling import SamplingConfig, target_probs
@@ -65,15 +66,20 @@ def exact_two_token_law(verifier, prompt, sampling) -> torch.Tensor:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("drafter_kind", ["diffusion-resample", "noisy-verifier", "one-hot-argmax"])
+@pytest.mark.parametrize("drafter_kind", ["diffusion-resample", "diffusion-context-seeded", "noisy-verifier",
+                                          "one-hot-argmax"])
 def test_first_two_sampled_tokens_follow_the_verifier(drafter, verifier, drafter_kind):
     sampling = SamplingConfig(temperature=1.0, top_k=TOP_K)
-    if drafter_kind != "diffusion-resample":
-        engine = NoisyVerifierDrafter(verifier, sampling, deterministic=drafter_kind == "one-hot-argmax")
-    else:
-        engine = DiffusionGemmaDrafter(drafter.model, proposal_mode=ProposalMode.RESAMPLE)
-    decoder = SpeculativeDecoder(engine, verifier)
     prompt = [5, 17, 99, 4]
+    if drafter_kind.startswith("diffusion"):
+        seeded = drafter_kind == "diffusion-context-seeded"
+        engine = DiffusionGemmaDrafter(drafter.model, proposal_mode=ProposalMode.RESAMPLE,
+                                       context_seed=ContextSeed() if seeded else None)
+        if seeded:
+            prompt = [5, 4, 17, 99, 4]  # "4" recurs: the canvas starts from the guess [17, 99, 4, ...]
+    else:
+        engine = NoisyVerifierDrafter(verifier, sampling, deterministic=drafter_kind == "one-hot-argmax")
+    decoder = SpeculativeDecoder(engine, verifier)
     law = exact_two_token_law(verifier, prompt, sampling)
     counts = torch.zeros_like(law)
     draws, accepted = 1000, 0
@@ -84,7 +90,7 @@ def test_first_two_sampled_tokens_follow_the_verifier(drafter, verifier, drafter
         counts[a * SHAPE.vocab_size + b] += 1
         accepted += sum(s.accepted for s in result.stats)
     assert chi2_pvalue(counts, law) > 1e-3
-    if drafter_kind != "diffusion-resample":
+    if not drafter_kind.startswith("diffusion"):
         assert accepted > draws * 0.3  # the acceptance branch really ran
 
 

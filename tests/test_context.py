@@ -1,0 +1,136 @@
+"""Context-seeded canvases: the lookup, the drafter's starting canvas, and the training objective."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import CANVAS, reference_greedy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from specdiff.drafts import DiffusionGemmaDrafter, ProposalMode
+from specdiff.drafts.context import ContextSeed, context_continuation
+
+from specdiff import SpeculativeDecoder
+
+
+def brute_force_continuation(history: list[int], length: int, seed: ContextSeed) -> list[int]:
+    """The lookup by its definition: scan for the latest earlier match, copy token by token."""
+    total = len(history)
+    for n in range(seed.max_ngram, seed.min_ngram - 1, -1):
+        if total <= n:
+            continue
+        suffix = history[total - n :]
+        for start in range(total - n - 1, -1, -1):
+            if history[start : start + n] == suffix:
+                text = list(history)
+                for i in range(length):  # copying past the end copies what was just copied
+                    text.append(text[start + n + i])
+                return text[total:]
+    return []
+
+
+def test_lookup_examples():
+    seed = ContextSeed(min_ngram=1, max_ngram=3)
+    assert context_continuation(torch.tensor([5, 1, 2, 3, 9, 1, 2]), 5, seed).tolist() == [3, 9, 1, 2, 3]
+    assert context_continuation(torch.tensor([7, 202, 6, 202, 6]), 5, seed).tolist() == [202, 6, 202, 6, 202]
+    assert context_continuation(torch.tensor([1, 2, 3]), 4, seed).numel() == 0  # nothing recurs
+    # The longest n-gram wins over a more recent shorter match.
+    longest = torch.tensor([1, 2, 8, 9, 2, 7, 1, 2])
+    assert context_continuation(longest, 2, seed).tolist() == [8, 9]
+    assert context_continuation(longest, 2, ContextSeed(1, 1)).tolist() == [7, 1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    history=st.lists(st.integers(0, 3), min_size=1, max_size=24),
+    length=st.integers(1, 12),
+    ngrams=st.tuples(st.integers(1, 4), st.integers(0, 3)),
+)
+def test_lookup_matches_its_definition(history, length, ngrams):
+    seed = ContextSeed(min_ngram=ngrams[0], max_ngram=ngrams[0] + ngrams[1])
+    got = context_continuation(torch.tensor(history), length, seed).tolist()
+    assert got == brute_force_continuation(history, length, seed)
+
+
+def test_bad_ngram_range_is_refused():
+    with pytest.raises(ValueError, match="min_ngram"):
+        ContextSeed(min_ngram=3, max_ngram=2)
+    with pytest.raises(ValueError, match="min_ngram"):
+        ContextSeed(min_ngram=0, max_ngram=2)
+
+
+def seeded_engine(drafter, mode=ProposalMode.AUTO) -> DiffusionGemmaDrafter:
+    return DiffusionGemmaDrafter(drafter.model, proposal_mode=mode, context_seed=ContextSeed())
+
+
+def test_starting_canvas_holds_the_guess_over_the_same_noise(drafter):
+    prompt = torch.tensor([[9, 4, 5, 6, 7, 4, 5]])
+    seeded = seeded_engine(drafter).session(prompt)
+    plain = drafter.session(prompt)
+    start = seeded._starting_canvas(1, 0, False, torch.Generator().manual_seed(4))
+    noise = plain._starting_canvas(1, 0, False, torch.Generator().manual_seed(4))
+    guess = context_continuation(prompt[0], CANVAS)
+    assert guess.numel() == CANVAS
+    assert torch.equal(start[0], guess)
+    seeded.propose(torch.tensor([[11, 12]]), 3, 1, torch.Generator())  # 12 has never occurred: no guess
+    assert seeded.history.tolist() == [[9, 4, 5, 6, 7, 4, 5, 11, 12]]
+    assert torch.equal(seeded._starting_canvas(1, 0, False, torch.Generator().manual_seed(4)), noise)
+
+
+@pytest.mark.parametrize("mode", [ProposalMode.ARGMAX, ProposalMode.RESAMPLE])
+def test_seeded_draft_distribution_is_the_model_on_the_seeded_canvas(drafter, mode):
+    """The proposal's distribution is recomputed from scratch on the guess-seeded canvas: what the
+    acceptance test reads is what the tokens were drawn from."""
+    engine = seeded_engine(drafter, mode)
+    engine.encoder_first_token = False  # every row the decoder's: the canvas is what is under test
+    prompt = torch.tensor([[9, 4, 5, 6, 7, 4, 5]])
+    draft = engine.session(prompt).propose(prompt[:, :0], 5, 1, torch.Generator().manual_seed(2))
+    from transformers import DynamicCache
+
+    model = drafter.model
+    canvas = context_continuation(prompt[0], CANVAS)[None]
+    cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+    with torch.no_grad():
+        model.model.encoder(input_ids=prompt, past_key_values=cache, use_cache=True)
+        logits = model(decoder_input_ids=canvas, past_key_values=cache).logits[:, :5] / engine.denoising.t_max
+    if mode is ProposalMode.ARGMAX:
+        assert torch.equal(draft.tokens, logits.argmax(-1))
+    else:
+        assert torch.allclose(draft.probs, torch.softmax(logits, dim=-1), atol=1e-5)
+
+
+@pytest.mark.parametrize("block_size,steps", [(4, 1), (CANVAS, 2)])
+def test_greedy_equals_generate_with_context_seed(drafter, verifier, block_size, steps):
+    decoder = SpeculativeDecoder(seeded_engine(drafter), verifier)
+    prompt = [5, 9, 12, 30, 5, 9, 12, 30, 5, 9]  # recurring n-grams: most rounds start from a guess
+    result = decoder.generate(prompt, max_new_tokens=40, block_size=block_size, denoising_steps=steps, seed=0,
+                              eos_token_id=[])
+    assert result.token_ids == reference_greedy(verifier, prompt, 40)
+
+
+def test_seed_canvases_replaces_chosen_canvases_with_the_guess():
+    from specdiff.drafts.training import DiffusionObjective, seed_canvases
+
+    obj = DiffusionObjective(canvas_length=3, context_seed_prob=1.0, context_seed=ContextSeed(2, 2))
+    ids = torch.tensor([[1, 2, 3, 1, 2, 9, 9, 9, 9], [4, 5, 6, 7, 8, 9, 10, 11, 12]])
+    cuts = [5, 2]  # row 0: "1 2" recurs before cut 5; row 1 never repeats
+    canvas = torch.full((2, 6), 99)
+    seeded = seed_canvases(canvas, ids, cuts, obj)
+    assert seeded[0, :3].tolist() == [3, 1, 2]  # what followed the earlier "1 2", copied on
+    assert seeded[0, 3:].tolist() == [99, 99, 99]  # ids[0, :2] = "1 2" has no earlier occurrence
+    assert seeded[1].tolist() == [99] * 6
+    assert canvas.eq(99).all()  # the input is not modified
+    off = DiffusionObjective(canvas_length=3, context_seed_prob=0.0)
+    assert seed_canvases(canvas, ids, cuts, off) is canvas
+
+
+def test_drafter_follows_the_checkpoint_unless_told(tiny_dirs, tmp_path):
+    from specdiff.drafts.context import CONFIG_KEY
+
+    plain = DiffusionGemmaDrafter.from_pretrained(tiny_dirs[1])
+    assert plain.context_seed is None  # not trained for seeded canvases: pure noise
+    setattr(plain.model.config, CONFIG_KEY, {"min_ngram": 2, "max_ngram": 4})
+    plain.model.save_pretrained(tmp_path)
+    assert DiffusionGemmaDrafter.from_pretrained(tmp_path).context_seed == ContextSeed(2, 4)
+    assert DiffusionGemmaDrafter.from_pretrained(tmp_path, context_seed=False).context_seed is None
+    assert DiffusionGemmaDrafter(plain.model, context_seed=True).context_seed == ContextSeed()
