@@ -150,7 +150,8 @@ def main() -> None:
                for p in load_suite("code").prompts[: args.prompts or 8]]
     accuracy = draft_accuracy(decoder, load_ar_drafter(None, decoder.verifier.model), prompts)
     lines += ["Draft accuracy by position (share equal to the verifier's greedy token; 1 denoising step from "
-              "fresh noise, or from the context lookup's guess where the context has one; held-out code prompts):", "", markdown_table(accuracy.reset_index()), ""]
+              "fresh noise, or from the context lookup's guess where the context has one; held-out code prompts):",
+              "", markdown_table(accuracy.reset_index()), ""]
     text = "\n".join(lines)
     (args.out / "pocket_card.md").write_text(text)
     print(text)

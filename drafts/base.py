@@ -23,7 +23,7 @@ class ProposalMode(enum.Enum):
     AUTO: ARGMAX for greedy decoding, RESAMPLE when sampling. Under sampling a one-hot draft is
         accepted with the verifier's probability of that one token, while a resampled draft is
         accepted with the overlap of the two distributions: on the pocket pair at temperature
-        0.7-1.0, 1.64-1.74 tokens a round against 1.14-1.26 (``benchmarks/draft_options.py``).
+        0.7-1.0, 1.57-1.73 tokens a round against 1.13-1.31 (``benchmarks/draft_options.py``).
     """
 
     ARGMAX = "argmax"

@@ -11,8 +11,8 @@ decoder's (``encoder_first_token``, on by default). DiffusionGemma's encoder is 
 causal next-token loss beside the denoising loss, and that same forward call computes it: the
 encoder sees the committed tokens through every layer, while the decoder's first position reaches
 them only through the cache, a layer later. On the pocket pair it raises first-token accuracy
-from 0.50 to 0.89 on held-out code (``benchmarks/pocket_card.py``) and tokens a round from 1.92 to
-2.42 (block 8, 1 step; ``benchmarks/draft_options.py``). From the second step on, the canvas
+from 0.53 to 0.86 on held-out code (``benchmarks/pocket_card.py``) and tokens a round from 1.90 to
+2.54 (block 8, 1 step; ``benchmarks/draft_options.py``). From the second step on, the canvas
 holds the encoder's token there like any other position.
 
 With ``context_seed`` set, a round's canvas starts from the context lookup's guess at the
