@@ -213,8 +213,8 @@ class Adaptive:
       more, 6.4 after 4-15, 3.6 after 1-3). The acceptance counts, and the current choice, are
       kept per regime (``regime_of``): the bucket of the last drafted round's accepted count by
       ``regime_edges``, and whether it accepted its whole block (a generation's first round has
-      a regime of its own). Each regime's
-      estimates shrink toward the pooled ones, so a rare regime borrows until it has data.
+      a regime of its own). Each regime's estimates shrink toward the ones pooled over every
+      regime, so a rare regime borrows until it has data.
     - Warm-up: the first rounds follow a fixed schedule that measures a second step count, a
       smaller block and a plain round, so both cost fits have slope and intercept.
     - Exploration: every ``explore_every`` rounds a neighbour of the current choice runs once
@@ -245,7 +245,7 @@ class Adaptive:
     prior_strength: float = 2.0
     # One edge: finer buckets (1, 4, 16) won no more on the pocket pair's suites and, with fewer
     # rounds each, let a regime's choice wander (tests/test_controller.py, thrashing).
-    regime_edges: tuple[int, ...] = (16,)  # (): one regime
+    regime_edges: tuple[int, ...] = (16,)  # (): no buckets (the whole-block flag still splits)
 
     def __post_init__(self) -> None:
         if not self.steps_options or min(self.steps_options) < 1:
@@ -296,8 +296,7 @@ class Adaptive:
         if self.warmed_up:
             # Only the start of a generation is in the fresh regime, so its choice is made here, from
             # the first rounds of earlier generations and (through the shrinkage) everything else.
-            best = self._best(self._expected_tokens())[0]
-            self.current = best
+            self.current = self._best(self._expected_tokens())[0]
         self.drafted_last = False  # the first draft encodes the prompt: keep it out of the cost fit
         self.probing = False
         self.probe_interval = self.probe_after
