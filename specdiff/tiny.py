@@ -83,13 +83,16 @@ def tiny_drafter(shape: TinyShape = TinyShape(), canvas_length: int = 16, seed: 
 
 
 def tiny_tokenizer(vocab_size: int = TinyShape.vocab_size) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer of at most ``vocab_size`` ids, trained on specdiff's own source.
+    """A byte-level BPE tokenizer of at most ``vocab_size`` ids, trained on the shipped prompt suites.
 
-    Ids 0, 1 and 2 are ``<pad>``, ``<bos>`` and ``<eos>``, matching the tiny configs.
+    Ids 0, 1 and 2 are ``<pad>``, ``<bos>`` and ``<eos>``, matching the tiny configs. The suites are
+    fixed data: trained on specdiff's own source, the tokenizer (and so every tiny test's token ids)
+    changed with each edit of the package.
     """
     from specdiff.corpus import train_byte_level_bpe
+    from specdiff.evals.suites import BUILTIN_SUITES, load_suite
 
-    texts = [p.read_text(encoding="utf-8") for p in sorted(Path(__file__).parent.glob("*.py"))]
+    texts = [p.prompt for name in BUILTIN_SUITES for p in load_suite(name).prompts]
     tok = train_byte_level_bpe(texts, vocab_size, ["<pad>", "<bos>", "<eos>"])
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>")
 
