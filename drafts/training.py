@@ -30,7 +30,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -144,9 +144,7 @@ def corrupt(target: torch.Tensor, vocab_size: int, obj: DiffusionObjective) -> t
     noise = noise.repeat_interleave(obj.canvas_length, dim=1)  # [B, Q]
     replaced = torch.rand(target.shape) < noise
     anchored = torch.rand(batch, n_canvases) < obj.anchor_prob  # [B, K]: first position left clean
-    first = torch.zeros(obj.canvas_length, dtype=torch.bool)
-    first[0] = True
-    replaced &= ~(anchored[:, :, None] & first).flatten(1)
+    replaced.view(batch, n_canvases, obj.canvas_length)[:, :, 0] &= ~anchored
     return torch.where(replaced, torch.randint_like(target, vocab_size), target)
 
 
@@ -253,8 +251,8 @@ def first_step_loss(model, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
     """Held-out canvas CE from pure noise (position-weighted as in training), no self-conditioning."""
     was_training = model.training
     model.eval()
-    pure = DiffusionObjective(**{**obj.__dict__, "pure_noise_prob": 1.0, "anchor_prob": 0.0, "encoder_loss_weight": 0.0,
-                                 "canvases_per_sequence": 1, "context_seed_prob": 0.0})
+    pure = replace(obj, pure_noise_prob=1.0, anchor_prob=0.0, encoder_loss_weight=0.0, canvases_per_sequence=1,
+                   context_seed_prob=0.0)
     rng_state = torch.get_rng_state()
     torch.manual_seed(1234)  # the same noise every evaluation
     losses = [diffusion_loss(model, ids, labels, pure, self_condition=False).item() for ids, labels in batches]

@@ -96,7 +96,7 @@ class SweepConfig:
     """What ``specdiff sweep`` runs; the CLI's defaults come from here.
 
     ``max_new_tokens`` defaults to 48: the full default sweep of a 30-prompt suite is 630
-    generations (30 x (20 configurations + the baseline)), and at 48 tokens it took 17 min 17 s
+    generations (30 x (20 configurations + the baseline)), and at 48 tokens it took 16 min 45 s
     with the pocket pair on a quiet 2-core machine (``specdiff sweep --suite code --out F``),
     while every block size up to 32 still drafts in full.
     """

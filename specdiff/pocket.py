@@ -85,6 +85,13 @@ class PocketConfig:
     seed: int = 0
     export_dir: Path = POCKET_DIR
 
+    @property
+    def budget_minutes(self) -> float:
+        """The recipe's stage budgets summed, scaled (stages without a budget count 0)."""
+        trains = (self.verifier_train, self.ar_drafter_train, self.ar_distill_train, self.drafter_train,
+                  self.seeded_train)
+        return (sum(c.budget_minutes or 0 for c in trains) + (self.distill_minutes or 0)) * self.minutes_scale
+
     def scaled(self, cfg: LMTrainConfig) -> LMTrainConfig:
         if cfg.budget_minutes is None:
             return cfg
@@ -514,8 +521,6 @@ def model_card(cfg: PocketConfig, out_dir: Path, sizes: dict[str, int]) -> str:
     obj = DiffusionObjective(canvas_length=cfg.canvas_length)
     stages = {s: _read_done(out_dir, s) for s in ("verifier", "ar_drafter_lm", "ar_drafter", "drafter",
                                                   "drafter_seeded")}
-    budget = sum(c.budget_minutes or 0 for c in (cfg.verifier_train, cfg.ar_drafter_train, cfg.ar_distill_train,
-                                                 cfg.drafter_train, cfg.seeded_train)) + (cfg.distill_minutes or 0)
     lookup = cfg.context_seed
     distill = _read_done(out_dir, "distill_data")
 
@@ -617,7 +622,7 @@ Loss curves: `loss.png` / `loss.csv` in each folder (the drafter's seeded stage:
 ```
 specdiff pocket train --out .pocket_run{f" --minutes-scale {cfg.minutes_scale:g}" if cfg.minutes_scale != 1 else ""}
 ```
-About {budget * cfg.minutes_scale:.0f} minutes of stage budgets on 2 CPU cores; interrupted runs resume.
+About {cfg.budget_minutes:.0f} minutes of stage budgets on 2 CPU cores; interrupted runs resume.
 Stages are time-budgeted (the cosine schedule follows the share of the budget spent), so step
 counts depend on the machine's speed; the counts above are what this export used.
 """

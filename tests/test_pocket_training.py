@@ -56,13 +56,15 @@ def test_resume_continues_from_checkpoint(pocket_run):
 
 def test_every_stage_done(pocket_run):
     out = pocket_run["out"]
-    for stage in ("tokenizer", "verifier", "ar_drafter_lm", "distill_data", "ar_drafter", "drafter", "export"):
+    from specdiff.pocket import STAGES
+
+    for stage in STAGES:
         info = json.loads((out / stage / "done.json").read_text())
         assert info["stage_wall_s"] > 0, stage  # the marker is written once the stage has run
-    for stage in ("verifier", "ar_drafter_lm", "ar_drafter", "drafter"):
+    for stage in ("verifier", "ar_drafter_lm", "ar_drafter", "drafter", "drafter_seeded"):
         info = json.loads((out / stage / "done.json").read_text())
         assert info["steps"] > 0 and info["params"] > 0, stage
-    for stage in ("verifier", "ar_drafter_lm", "ar_drafter", "drafter"):
+    for stage in ("verifier", "ar_drafter_lm", "ar_drafter", "drafter", "drafter_seeded"):
         assert (out / stage / "loss.png").stat().st_size > 0
 
 
@@ -106,10 +108,25 @@ def test_exported_drafter_denoises_against_encoder_cache(pocket_run):
     assert cache.get_seq_length() == ids.shape[1]  # the decoder reads the cache, never writes it
 
 
+def test_exported_drafter_seeds_its_canvases_and_carries_both_loss_curves(pocket_run):
+    """The export takes the seeded stage's weights and records its lookup, which the engine follows."""
+    from safetensors.torch import load_file
+    from specdiff.drafts import DiffusionGemmaDrafter
+
+    folder = pocket_run["out"] / "pocket_models" / "drafter"
+    assert DiffusionGemmaDrafter.from_pretrained(folder).context_seed == pocket_run["cfg"].context_seed
+    assert (folder / "loss.csv").stat().st_size > 0 and (folder / "loss_seeded.csv").stat().st_size > 0
+    exported = load_file(folder / "model.safetensors")
+    seeded = load_file(pocket_run["out"] / "drafter_seeded" / "model" / "model.safetensors")
+    name = next(k for k in seeded if k.endswith("lm_head.weight") or "embed_tokens" in k)
+    assert torch.equal(exported[name].float(), seeded[name].to(torch.bfloat16).float())
+
+
 def test_model_card_and_size(pocket_run):
     export = pocket_run["out"] / "pocket_models"
     card = (export / "README.md").read_text()
-    assert "Held-out files" in card and "| verifier |" in card
+    assert "Held-out files" in card and "| verifier |" in card and "| drafter_seeded |" in card
+    assert f"About {pocket_run['cfg'].budget_minutes:.0f} minutes" in card
     total = sum(f.stat().st_size for f in export.rglob("*") if f.is_file())
     assert total < 40 * 2**20
 
