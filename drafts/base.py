@@ -48,16 +48,33 @@ class Draft:
             builds only when a sampled acceptance test needs it: at a real vocabulary a one-hot
             block is tens of MB a round that greedy verification never reads.
         denoising_steps_used: steps actually run (the early stop may end before the cap).
+        confidence: ``[B, K]`` float32 in (0, 1], or None: the drafter's own confidence in each
+            position, computed before the tokens were drawn (for a diffusion drafter, the largest
+            probability of the last denoising step's distribution). A controller may cut the block
+            on it (``Controller.cut``): a cut that depends only on the drafter's distributions,
+            never on the tokens drawn from them or on the verifier, leaves every kept token's
+            acceptance test exact.
     """
 
     tokens: torch.Tensor
     probs: torch.Tensor | None
     denoising_steps_used: int
+    confidence: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         batch, k = self.tokens.shape
         assert self.probs is None or self.probs.shape[:2] == (batch, k), (
             f"probs must be [B, K, V] with [B, K] = {(batch, k)}, got {tuple(self.probs.shape)}"
+        )
+        assert self.confidence is None or self.confidence.shape == (batch, k), "confidence must be [B, K]"
+
+    def truncated(self, k: int) -> Draft:
+        """The first ``k`` positions of this draft (each keeps the distribution it was drawn from)."""
+        return Draft(
+            tokens=self.tokens[:, :k],
+            probs=None if self.probs is None else self.probs[:, :k],
+            denoising_steps_used=self.denoising_steps_used,
+            confidence=None if self.confidence is None else self.confidence[:, :k],
         )
 
     def distribution(self, vocab_size: int) -> torch.Tensor:

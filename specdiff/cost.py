@@ -1,11 +1,19 @@
 """The cost model: what a round will take in wall-clock seconds, fitted online from measured rounds.
 
-Two straight lines, each refitted after every round from the seconds in ``RoundStats``:
+Two fits, each updated after every round from the seconds in ``RoundStats``:
 
-- drafting seconds against denoising steps used (the canvas length is fixed per drafter, and the
-  block size barely matters: the drafter denoises the whole canvas whatever K is);
+- drafting seconds against denoising steps used and block size, a plane (``PlaneFit``): the
+  drafter denoises its whole canvas whatever the block, but its LM head runs over the block only
+  (pocket pair, one thread, in the decode loop: 16.3 ms a round drafting 16 tokens at one step,
+  18.9 ms drafting 64), and at a real vocabulary the head is a large part of a step;
 - verifying seconds, bookkeeping (``other_s``) included, against tokens scored, K + 1 (a plain
-  decoding round scores 1).
+  decoding round scores 1): a non-decreasing piecewise-linear curve (``KnotFit``), because a
+  forward's cost is not a line in its width. On the pocket pair (2-core CPU, 1 thread), timed
+  alone, scoring 1 token takes 17.7 ms, 3 to 17 tokens 23-24 ms, 65 tokens 40 ms; timed inside
+  the decode loop, where drafter and verifier take turns, 2 tokens 28.7 ms, 5 30.7, 9 29.8, 17
+  34.9, 33 36.4, 65 53.5 (medians). On a GPU the flat stretch is longer. A line through such
+  points has the flat stretch rising, and a cut made on it gives away acceptance for a saving
+  that is not there.
 
 Measured seconds drift (other processes share the machine, the KV cache grows), so the fits forget
 old rounds exponentially. Everything here is pure: a fit is a frozen dataclass, ``updated`` returns
@@ -90,17 +98,207 @@ class LinearFit:
         return np.maximum(intercept + slope * np.asarray(xs, dtype=float), MIN_SECONDS)
 
 
+# Tokens scored at which ``KnotFit`` places its knots: every count up to 5, then powers of two
+# and 1.5x them, plus one (a block of K scores K + 1), far past any canvas this project meets.
+VERIFY_KNOTS = (1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 9.0, 13.0, 17.0, 25.0, 33.0, 49.0, 65.0, 97.0, 129.0,
+                193.0, 257.0, 385.0, 513.0)
+
+
+def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The weighted least-squares non-decreasing fit to ``values`` ``[N]`` (pool adjacent violators).
+
+    Costs never fall as a block grows; where noise says they do, the neighbours are averaged.
+    """
+    blocks: list[list[float]] = []  # [mean, weight, count] of pooled runs
+    for value, weight in zip(values.tolist(), weights.tolist(), strict=True):
+        blocks.append([value, weight, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            mean, weight, count = blocks.pop()
+            last = blocks[-1]
+            total = last[1] + weight
+            last[0] = (last[0] * last[1] + mean * weight) / total if total > 0 else (last[0] + mean) / 2
+            last[1], last[2] = total, last[2] + count
+    return np.concatenate([np.full(count, mean) for mean, _, count in blocks])
+
+
+@dataclass(frozen=True)
+class KnotFit:
+    """``y ~`` a non-decreasing piecewise-linear function of x with knots at ``knots``, fitted online.
+
+    Each point is shared between the two knots around its x by linear-interpolation weights, so a
+    knot's value is its (decayed) weighted mean of y; a knot with little weight shrinks toward a
+    straight-line fit of every point (``line``, which also carries the curve past the last knot),
+    and the knot values are made non-decreasing by ``isotonic``. Predictions interpolate between
+    knots.
+
+    Attributes:
+        knots: ascending x positions.
+        line: the straight-line fit of all points (the fall-back shape).
+        memory: about how many recent points each knot remembers.
+        shrink: how many points' weight the line's prediction has at each knot.
+        weight, sum_y: per knot, the decayed interpolation weights and weighted sums of y.
+        values: per knot, the curve's value (derived from the rest at each update, so that the
+            many predictions between updates cost an interpolation each).
+    """
+
+    knots: tuple[float, ...] = VERIFY_KNOTS
+    line: LinearFit = field(default_factory=lambda: LinearFit(elasticity=0.0))
+    memory: float = 64.0
+    shrink: float = 1.0
+    weight: tuple[float, ...] = ()
+    sum_y: tuple[float, ...] = ()
+    values: tuple[float, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        assert len(self.knots) >= 2 and list(self.knots) == sorted(set(self.knots)), "knots must ascend"
+        assert self.memory >= 1.0 and self.shrink > 0.0, "memory must be >= 1 and shrink > 0"
+        if not self.weight:  # a fresh fit: no weight anywhere
+            object.__setattr__(self, "weight", (0.0,) * len(self.knots))
+            object.__setattr__(self, "sum_y", (0.0,) * len(self.knots))
+        object.__setattr__(self, "values", tuple(self._knot_values().tolist()))
+
+    @property
+    def empty(self) -> bool:
+        return self.line.empty
+
+    def updated(self, x: float, y: float) -> KnotFit:
+        """The fit after one more point."""
+        keep = 1.0 - 1.0 / self.memory
+        share = _interpolation_weights(np.asarray(self.knots), float(x))  # [N]
+        weight = keep * np.asarray(self.weight) + share
+        sum_y = keep * np.asarray(self.sum_y) + share * y
+        return replace(self, line=self.line.updated(x, y), weight=tuple(weight.tolist()), sum_y=tuple(sum_y.tolist()))
+
+    def _knot_values(self) -> np.ndarray:
+        """``[N]``: the curve's value at each knot."""
+        knots, weight, sum_y = np.asarray(self.knots), np.asarray(self.weight), np.asarray(self.sum_y)
+        return isotonic((sum_y + self.shrink * self._prior(knots, weight, sum_y)) / (weight + self.shrink),
+                        weight + self.shrink)
+
+    def _prior(self, knots: np.ndarray, weight: np.ndarray, sum_y: np.ndarray) -> np.ndarray:
+        """``[N]``: what a knot without points is assumed to cost: interpolated between the knots
+        around it that have points, and along the line's slope outside them.
+
+        Not the line itself: where the curve is flat and then steep (a CPU scoring 3 or 17 tokens in
+        the same time), the line has the flat stretch rising, and a policy that believed it would
+        never propose the blocks that would show it wrong.
+        """
+        seen = weight > 1e-3 * weight.max() if weight.any() else weight > 0
+        if not seen.any():
+            return self.line.predict_many(knots)
+        anchors, means = knots[seen], sum_y[seen] / weight[seen]
+        slope = self.line.coefficients()[1]
+        inside = np.interp(knots, anchors, means)
+        before = means[0] - slope * (anchors[0] - knots)
+        after = means[-1] + slope * (knots - anchors[-1])
+        return np.where(knots < anchors[0], before, np.where(knots > anchors[-1], after, inside))
+
+    def predict_many(self, xs: np.ndarray) -> np.ndarray:
+        """The curve over an array of any shape."""
+        if self.empty:
+            return np.full(np.shape(xs), MIN_SECONDS)
+        knots, values = np.asarray(self.knots), np.asarray(self.values)
+        xs = np.asarray(xs, dtype=float)
+        beyond = values[-1] + self.line.coefficients()[1] * np.maximum(xs - knots[-1], 0.0)
+        return np.maximum(np.where(xs > knots[-1], beyond, np.interp(xs, knots, values)), MIN_SECONDS)
+
+    def predict(self, x: float) -> float:
+        return float(self.predict_many(np.asarray(x)))
+
+
+def _interpolation_weights(knots: np.ndarray, x: float) -> np.ndarray:
+    """``[N]``: weights that sum to 1 on the two knots around ``x`` (all on the end knot outside)."""
+    share = np.zeros(len(knots))
+    i = int(np.searchsorted(knots, x, side="right"))
+    if i == 0:
+        share[0] = 1.0
+    elif i == len(knots):
+        share[-1] = 1.0
+    else:
+        left, right = knots[i - 1], knots[i]
+        share[i - 1], share[i] = (right - x) / (right - left), (x - left) / (right - left)
+    return share
+
+
+@dataclass(frozen=True)
+class PlaneFit:
+    """``y ~ intercept + slope_x * x + slope_w * w`` by exponentially weighted ridge least squares.
+
+    For drafting seconds: x the denoising steps used, w the block drafted. The state is the decayed
+    sufficient statistics. Each slope shrinks toward a prior (``elasticity`` for x, as in
+    ``LinearFit``: 1 assumes y in proportion to x; 0 for w: the block costs nothing extra) until
+    the data's spread (weight * variance, ``ridge`` of it) outweighs it; slopes never go negative.
+
+    Attributes:
+        memory, elasticity, ridge: as in ``LinearFit``.
+        weight: the decayed count of points.
+        sums: decayed sums of x, w, y, x*x, x*w, w*w, x*y, w*y.
+    """
+
+    memory: float = 32.0
+    elasticity: float = 1.0
+    ridge: float = 0.1
+    weight: float = 0.0
+    sums: tuple[float, ...] = (0.0,) * 8
+
+    def __post_init__(self) -> None:
+        assert self.memory >= 1.0, "memory must be >= 1 point"
+        assert self.ridge > 0.0, "ridge must be > 0, or a fit without spread has no slope"
+
+    @property
+    def empty(self) -> bool:
+        return self.weight == 0.0
+
+    def updated(self, x: float, w: float, y: float) -> PlaneFit:
+        """The fit after one more point."""
+        keep = 1.0 - 1.0 / self.memory
+        point = (x, w, y, x * x, x * w, w * w, x * y, w * y)
+        sums = tuple(keep * total + value for total, value in zip(self.sums, point, strict=True))
+        return replace(self, weight=keep * self.weight + 1.0, sums=sums)
+
+    def coefficients(self) -> tuple[float, float, float]:
+        """``(intercept, slope_x, slope_w)``; all 0 before the first point."""
+        if self.empty:
+            return 0.0, 0.0, 0.0
+        n = self.weight
+        sx, sw, sy, sxx, sxw, sww, sxy, swy = self.sums
+        mx, mw, my = sx / n, sw / n, sy / n
+        # Centred spreads: [[xx, xw], [xw, ww]] slopes = [xy, wy], plus the ridge toward the priors.
+        xx, xw, ww = max(sxx - n * mx * mx, 0.0), sxw - n * mx * mw, max(sww - n * mw * mw, 0.0)
+        xy, wy = sxy - n * mx * my, swy - n * mw * my
+        prior_x = self.elasticity * my / mx if mx > 0 else 0.0
+        a, b, d = xx + self.ridge, xw, ww + self.ridge
+        rhs_x, rhs_w = xy + self.ridge * prior_x, wy  # the w prior is 0
+        det = a * d - b * b  # > 0: the ridge makes the matrix positive definite
+        slope_x, slope_w = (d * rhs_x - b * rhs_w) / det, (a * rhs_w - b * rhs_x) / det
+        # Costs never fall as either grows; a negative slope is timing noise (refit the other alone).
+        if slope_w < 0:
+            slope_w, slope_x = 0.0, rhs_x / a
+        if slope_x < 0:
+            slope_x, slope_w = 0.0, max(rhs_w / d, 0.0)
+        return my - slope_x * mx - slope_w * mw, slope_x, slope_w
+
+    def predict_many(self, xs: np.ndarray, ws: np.ndarray) -> np.ndarray:
+        """Predictions over broadcastable arrays of x and w."""
+        intercept, slope_x, slope_w = self.coefficients()
+        return np.maximum(intercept + slope_x * np.asarray(xs, dtype=float) + slope_w * np.asarray(ws, dtype=float),
+                          MIN_SECONDS)
+
+    def predict(self, x: float, w: float) -> float:
+        return float(self.predict_many(np.asarray(x), np.asarray(w)))
+
+
 @dataclass(frozen=True)
 class CostModel:
     """Predicted seconds of a round, from drafting and verifying fits.
 
     Attributes:
-        draft: drafting seconds against denoising steps used.
+        draft: drafting seconds against denoising steps used and block size.
         verify: verifying plus bookkeeping seconds against tokens scored (block size + 1).
     """
 
-    draft: LinearFit = field(default_factory=lambda: LinearFit(elasticity=1.0))
-    verify: LinearFit = field(default_factory=lambda: LinearFit(elasticity=0.0))
+    draft: PlaneFit = field(default_factory=PlaneFit)
+    verify: KnotFit = field(default_factory=KnotFit)
 
     def updated(self, stats: RoundStats, teach_draft: bool = True) -> CostModel:
         """The model after one more round.
@@ -112,7 +310,7 @@ class CostModel:
         verify = self.verify.updated(stats.proposed + 1, stats.verify_s + stats.other_s)
         draft = self.draft
         if stats.proposed > 0 and teach_draft:
-            draft = draft.updated(stats.denoising_steps_used, stats.draft_s)
+            draft = draft.updated(stats.denoising_steps_used, stats.block_size, stats.draft_s)
         return CostModel(draft=draft, verify=verify)
 
     def round_s(self, block_size: int, denoising_steps: float) -> float:
@@ -120,4 +318,4 @@ class CostModel:
         verify_s = self.verify.predict(block_size + 1)
         if block_size == 0:
             return verify_s
-        return self.draft.predict(denoising_steps) + verify_s
+        return self.draft.predict(denoising_steps, block_size) + verify_s

@@ -5,7 +5,8 @@ yet read:
 
 1. the controller picks a block size K and a number of denoising steps;
 2. the drafter appends the tokens committed since its last round to its cache and proposes K
-   tokens with the distribution each was drawn from;
+   tokens with the distribution each was drawn from and its confidence in each; the controller
+   may cut the block on that confidence (``Controller.cut``), K becoming what it keeps;
 3. the verifier scores ``[pending] + draft`` in one forward: K + 1 distributions;
 4. the acceptance rule keeps a prefix of the draft and adds one verifier token;
 5. the verifier's cache is rolled back to the kept length; the verifier token becomes pending.
@@ -207,6 +208,7 @@ class SpeculativeDecoder:
                 if drafter is None:
                     drafter = self.drafter.session(prompt_ids, greedy=sampling.is_greedy)
                 draft = drafter.propose(backlog, k, choice.denoising_steps, generator, choice.recycle_canvas)
+                draft = self._cut(controller, draft)
                 draft_tokens, steps_used = draft.tokens.to(device), draft.denoising_steps_used
                 backlog = backlog[:, :0]
             else:
@@ -217,6 +219,7 @@ class SpeculativeDecoder:
             _sync(device)
             t2 = time.perf_counter()
             outcome = self._accept(draft_tokens, draft, target_logits, sampling, generator)
+            cap, k = k, draft_tokens.shape[1]  # the block the controller chose, and what it kept of it
             n = int(outcome.num_accepted[0])
             new = draft_tokens[0, :n].tolist() + [int(outcome.next_token[0])]
             kept, done = cut_at_stop(new, eos_ids, max_new_tokens - produced)
@@ -229,7 +232,7 @@ class SpeculativeDecoder:
             t3 = time.perf_counter()
             stats = RoundStats(
                 round_index=round_index,
-                block_size=k,
+                block_size=cap,
                 denoising_steps=choice.denoising_steps if k > 0 else 0,
                 denoising_steps_used=steps_used,
                 proposed=k,
@@ -245,6 +248,25 @@ class SpeculativeDecoder:
             yield Round(token_ids=kept, stats=stats)
             if done:
                 return
+
+    @staticmethod
+    def _cut(controller: Controller, draft: Draft) -> Draft:
+        """The draft after the controller's cut on the drafter's confidence, if it makes one.
+
+        The cut sees only the drafter's per-position confidence, which comes from the distributions
+        the tokens were drawn from and not from the tokens, so every kept token's acceptance test
+        is still exact (``Draft.confidence``).
+        """
+        cut = getattr(controller, "cut", None)
+        proposed = draft.tokens.shape[1]
+        if cut is None or draft.confidence is None or proposed < 2:
+            return draft
+        kept = int(cut(draft.confidence[0].float().cpu().numpy(), draft.denoising_steps_used))
+        if not 1 <= kept <= proposed:
+            raise SpecdiffError(
+                f"the controller cut a {proposed}-token draft to {kept} tokens; a cut keeps 1..{proposed}"
+            )
+        return draft if kept == proposed else draft.truncated(kept)
 
     @staticmethod
     def _accept(

@@ -15,7 +15,9 @@ class RoundStats:
     then added its own token, so the round committed ``accepted + 1`` tokens unless EOS or
     ``max_new_tokens`` cut the block short (``committed`` is what was kept). Draft positions
     ``0..accepted-1`` were accepted, position ``accepted`` (when < proposed) was rejected, and the
-    positions after it were never judged.
+    positions after it were never judged. ``block_size`` is the block the controller chose (capped
+    so a round never drafts past the end of the output); ``proposed`` is less when the controller
+    cut the drafted block on the drafter's confidence.
     """
 
     round_index: int

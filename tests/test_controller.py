@@ -20,12 +20,16 @@ from stand_ins import OracleDrafter
 
 from specdiff import SpeculativeDecoder
 from specdiff.controller import (
+    CONFIDENCE_EDGES,
     PLAIN,
     Adaptive,
     Choice,
     Fixed,
     Heuristic,
+    best_cut,
+    bin_midpoints,
     block_grid,
+    confidence_bins,
     expected_committed,
     reach_estimates,
     regime_of,
@@ -223,10 +227,11 @@ def test_adaptive_drafts_long_blocks_only_after_a_long_acceptance():
     policy = Adaptive()
     choices = play(policy, stretches, 240, machine=machine)
     edges = policy.regime_edges
-    assert policy.choices[regime_of(32, 32, edges)].block_size == 32  # after a long run: the whole canvas
-    assert policy.choices[regime_of(1, 2, edges)].block_size <= 2  # after a short one: a short block
-    # and the rounds follow: the second round of each loop stretch drafts the canvas
-    assert all(choices[i].block_size == 32 for i in range(121, 240, 12))
+    hot, cold = policy.choices[regime_of(32, 32, edges)], policy.choices[regime_of(1, 2, edges)]
+    assert hot.block_size >= 16 and hot.denoising_steps == 1  # after a long run: a long block
+    assert cold.block_size <= 2  # after a short one: a short block
+    # and the rounds follow: the second round of each loop stretch drafts a long block
+    assert all(choices[i].block_size >= 16 for i in range(121, 240, 12))
 
 
 def test_adaptive_never_recycles_when_not_allowed():
@@ -274,6 +279,111 @@ def test_adaptive_does_not_thrash_on_noisy_seconds():
     switches = sum(a != b for before, after in zip(snapshots[10:], snapshots[11:], strict=False)
                    for a, b in zip(before, after, strict=True))
     assert switches <= 10, f"the regimes' choices changed {switches} times in 290 rounds"
+
+
+# -- the cut on the drafter's confidence ------------------------------------------------------------
+
+
+def test_best_cut_by_hand():
+    # expected tokens 1, 1.9, 2.71, 2.791, 2.8639 for k = 0..4; seconds 10 + 20..24
+    accept = np.array([0.9, 0.9, 0.1, 0.9])
+    verify_s = np.array([20.0, 21.0, 22.0, 23.0, 24.0])
+    assert best_cut(accept, 10.0, verify_s) == 2  # 2.71 / 32 beats 1.9 / 31 and 2.791 / 33
+    assert best_cut(accept, 10.0, np.full(5, 20.0)) == 4  # verifying is free: keep everything
+    assert best_cut(np.zeros(4), 10.0, verify_s) == 1  # nothing will pass: the least a draft can keep
+
+
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=64), st.floats(0, 1), st.floats(1e-4, 1), st.floats(0, 0.01))
+def test_best_cut_keeps_at_least_one_token_and_at_most_the_block(accept, draft_s, base, per_token):
+    verify_s = base + per_token * np.arange(1, len(accept) + 2)
+    assert 1 <= best_cut(np.array(accept), draft_s, verify_s) <= len(accept)
+
+
+def test_confidence_bins_and_their_middles():
+    assert confidence_bins(np.array([0.0, 0.29, 0.3, 0.95, 0.999, 1.0])).tolist() == [0, 0, 1, 6, 7, 7]
+    middles = bin_midpoints()
+    assert len(middles) == len(CONFIDENCE_EDGES) + 1
+    assert middles[0] == pytest.approx(0.15) and middles[-1] == pytest.approx(0.995)
+
+
+def play_with_confidence(policy, confident_run: Callable[[int], int], rounds: int, canvas: int = 32,
+                         machine: Machine = Machine()) -> list[tuple[Choice, int, int]]:
+    """``play`` for a drafter that sends its confidence: round i's draft is sure (0.999) of its
+    first ``confident_run(i)`` positions and unsure (0.2) after, and the verifier accepts exactly
+    the sure ones. Returns (choice, tokens kept by the cut, the confident run) per round."""
+    policy.reset(canvas)
+    played = []
+    for i in range(rounds):
+        choice = policy.choose()
+        k, run = choice.block_size, confident_run(i)
+        kept = k
+        if k >= 2:
+            confidence = np.where(np.arange(k) < run, 0.999, 0.2)
+            kept = policy.cut(confidence, choice.denoising_steps)
+        accepted = min(kept, run)
+        draft_s, verify_s = machine.seconds(i, kept, choice.denoising_steps)
+        steps = choice.denoising_steps if k else 0
+        policy.observe(RoundStats(i, k, steps, steps, kept, accepted, accepted + 1, draft_s, verify_s, 0.0))
+        played.append((choice, kept, run))
+    return played
+
+
+def test_the_cut_stops_where_the_drafter_stops_being_sure():
+    rng = random.Random(0)
+    runs = [rng.randint(1, 24) for _ in range(200)]
+    policy = Adaptive()
+    played = play_with_confidence(policy, lambda i: runs[i], 200, machine=Machine(verify_per_token=0.0005))
+    calibration = policy.calibration()
+    assert calibration[-1] > 0.95 and calibration[confidence_bins(np.array([0.2]))[0]] < 0.1
+    late = [(choice, kept, run) for choice, kept, run in played[100:] if choice.block_size > 1]
+    # Each drafted block is cut where the drafter stops being sure (or kept whole when it is sure throughout).
+    assert sum(kept == min(run, choice.block_size) for choice, kept, run in late) >= 0.9 * len(late)
+    assert sum(kept < choice.block_size for choice, kept, _ in late) >= 0.3 * len(late)  # cuts happen
+
+
+def test_warm_up_rounds_are_not_cut():
+    played = play_with_confidence(Adaptive(start_block_size=16), lambda i: 2, 5)
+    assert [(c.block_size, kept) for c, kept, _ in played] == [(16, 16), (16, 16), (16, 16), (4, 4), (0, 0)]
+
+
+def test_without_confidence_adaptive_never_drafts_the_canvas_for_a_cut():
+    # play() never calls cut(), as the decoder does for a drafter that sends no confidence.
+    policy = Adaptive()
+    choices = play(policy, geometric_acceptance(0.5), 120, machine=Machine(verify_per_token=0.002))
+    assert not policy.confidence_known
+    assert all(0 < c.block_size < 32 for c in choices[5:] if c.block_size)
+
+
+@dataclass
+class CutBelow(Fixed):
+    """``Fixed``, plus a cut before the first position whose confidence is below ``threshold``."""
+
+    threshold: float = 0.5
+
+    def cut(self, confidence: np.ndarray, denoising_steps_used: int) -> int:
+        below = np.flatnonzero(confidence < self.threshold)
+        return max(int(below[0]) if len(below) else len(confidence), 1)
+
+
+def test_the_decoder_verifies_only_what_the_cut_keeps(drafter, verifier):
+    prompt = [5, 17, 42, 9]
+    decoder = SpeculativeDecoder(drafter, verifier, controller=CutBelow(block_size=CANVAS, threshold=0.05))
+    result = decoder.generate(prompt, max_new_tokens=40, seed=0, eos_token_id=[])
+    assert result.token_ids == reference_greedy(verifier, prompt, 40, eos=[])
+    drafted = [s for s in result.stats if s.block_size > 0]
+    assert all(1 <= s.proposed <= s.block_size and s.accepted <= s.proposed for s in drafted)
+    assert any(s.proposed < s.block_size for s in drafted)  # the cut really shortened blocks
+
+
+@pytest.mark.parametrize("kept", [0, CANVAS + 1])
+def test_a_cut_outside_the_block_is_refused(drafter, verifier, kept):
+    class BadCut(Fixed):
+        def cut(self, confidence: np.ndarray, denoising_steps_used: int) -> int:
+            return kept
+
+    decoder = SpeculativeDecoder(drafter, verifier, controller=BadCut(block_size=CANVAS))
+    with pytest.raises(SpecdiffError, match="a cut keeps 1.."):
+        decoder.generate([5, 17, 42, 9], max_new_tokens=20, eos_token_id=[])
 
 
 # -- every policy --------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from helpers import CANVAS, SHAPE, chi2_pvalue
@@ -9,6 +10,7 @@ from specdiff.drafts import DiffusionGemmaDrafter, Draft, ProposalMode
 from specdiff.drafts.context import ContextSeed
 
 from specdiff import SpeculativeDecoder
+from specdiff.controller import Fixed
 from specdiff.sampling import SamplingConfig, target_probs
 
 TOP_K = 3
@@ -65,9 +67,17 @@ def exact_two_token_law(verifier, prompt, sampling) -> torch.Tensor:
     return law.reshape(-1)
 
 
+class CutOnConfidenceBits(Fixed):
+    """Blocks of 2, cut to 1 or not by the parity of the second position's confidence in millionths:
+    an arbitrary function of the draft distributions that flips from draw to draw, as any cut may be."""
+
+    def cut(self, confidence: np.ndarray, denoising_steps_used: int) -> int:
+        return 2 if int(confidence[1] * 1e6) % 2 == 0 else 1
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("drafter_kind", ["diffusion-resample", "diffusion-context-seeded", "noisy-verifier",
-                                          "one-hot-argmax"])
+@pytest.mark.parametrize("drafter_kind", ["diffusion-resample", "diffusion-context-seeded", "diffusion-cut",
+                                          "noisy-verifier", "one-hot-argmax"])
 def test_first_two_sampled_tokens_follow_the_verifier(drafter, verifier, drafter_kind):
     sampling = SamplingConfig(temperature=1.0, top_k=TOP_K)
     prompt = [5, 17, 99, 4]
@@ -79,17 +89,23 @@ def test_first_two_sampled_tokens_follow_the_verifier(drafter, verifier, drafter
             prompt = [5, 4, 17, 99, 4]  # "4" recurs: the canvas starts from the guess [17, 99, 4, ...]
     else:
         engine = NoisyVerifierDrafter(verifier, sampling, deterministic=drafter_kind == "one-hot-argmax")
-    decoder = SpeculativeDecoder(engine, verifier)
+    cutting = drafter_kind == "diffusion-cut"
+    decoder = SpeculativeDecoder(engine, verifier, controller=CutOnConfidenceBits(block_size=2) if cutting else None)
     law = exact_two_token_law(verifier, prompt, sampling)
     counts = torch.zeros_like(law)
-    draws, accepted = 1000, 0
+    draws, accepted, cuts = 1000, 0, 0
     for seed in range(draws):
-        result = decoder.generate(prompt, max_new_tokens=2, block_size=2, temperature=1.0, top_k=TOP_K,
-                                  seed=seed, eos_token_id=[])
-        a, b = result.token_ids
+        # With the cut, a third token gives the first round room for a block of 2 (a round never
+        # drafts past the end); only the first two tokens are counted.
+        result = decoder.generate(prompt, max_new_tokens=3 if cutting else 2, block_size=None if cutting else 2,
+                                  temperature=1.0, top_k=TOP_K, seed=seed, eos_token_id=[])
+        a, b = result.token_ids[:2]
         counts[a * SHAPE.vocab_size + b] += 1
         accepted += sum(s.accepted for s in result.stats)
+        cuts += result.stats[0].proposed < result.stats[0].block_size
     assert chi2_pvalue(counts, law) > 1e-3
+    if cutting:
+        assert 0.1 * draws < cuts < 0.9 * draws  # the cut really varied
     if not drafter_kind.startswith("diffusion"):
         assert accepted > draws * 0.3  # the acceptance branch really ran
 
