@@ -48,25 +48,39 @@ class Draft:
             builds only when a sampled acceptance test needs it: at a real vocabulary a one-hot
             block is tens of MB a round that greedy verification never reads.
         denoising_steps_used: steps actually run (the early stop may end before the cap).
-        confidence: ``[B, K]`` float32 in (0, 1], or None: the drafter's own confidence in each
-            position, computed before the tokens were drawn (for a diffusion drafter, the largest
-            probability of the last denoising step's distribution). A controller may cut the block
-            on it (``Controller.cut``): a cut that depends only on the drafter's distributions,
-            never on the tokens drawn from them or on the verifier, leaves every kept token's
-            acceptance test exact.
+        scores: ``[B, K, V]`` float32 or None: the logits the tokens were taken from (argmax or
+            drawn from their softmax), kept so that ``confidence`` can be computed on demand;
+            None for a drafter that offers no confidence.
     """
 
     tokens: torch.Tensor
     probs: torch.Tensor | None
     denoising_steps_used: int
-    confidence: torch.Tensor | None = None
+    scores: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         batch, k = self.tokens.shape
         assert self.probs is None or self.probs.shape[:2] == (batch, k), (
             f"probs must be [B, K, V] with [B, K] = {(batch, k)}, got {tuple(self.probs.shape)}"
         )
-        assert self.confidence is None or self.confidence.shape == (batch, k), "confidence must be [B, K]"
+        assert self.scores is None or self.scores.shape[:2] == (batch, k), "scores must be [B, K, V]"
+
+    def confidence(self) -> torch.Tensor | None:
+        """``[B, K]`` in (0, 1]: the drafter's confidence in each position, the largest probability of
+        the distribution its token came from (None without ``scores``).
+
+        A controller may cut the block on it (``Controller.cut``): a cut that depends only on the
+        drafter's distributions, never on the tokens drawn from them or on the verifier, leaves every
+        kept token's acceptance test exact. Computed on demand: it is a pass over the block's
+        logits, at a real vocabulary dearer than the argmax itself, and only a cutting controller
+        reads it.
+        """
+        if self.scores is None:
+            return None
+        if self.probs is not None:
+            return self.probs.amax(dim=-1)
+        # The largest probability is the argmax's: exp(max - logsumexp), without a softmax copy.
+        return torch.exp(self.scores.amax(dim=-1) - torch.logsumexp(self.scores, dim=-1))
 
     def truncated(self, k: int) -> Draft:
         """The first ``k`` positions of this draft (each keeps the distribution it was drawn from)."""
@@ -74,7 +88,7 @@ class Draft:
             tokens=self.tokens[:, :k],
             probs=None if self.probs is None else self.probs[:, :k],
             denoising_steps_used=self.denoising_steps_used,
-            confidence=None if self.confidence is None else self.confidence[:, :k],
+            scores=None if self.scores is None else self.scores[:, :k],
         )
 
     def distribution(self, vocab_size: int) -> torch.Tensor:

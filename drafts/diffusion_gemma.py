@@ -276,10 +276,8 @@ class DiffusionDraftSession:
         head = logits[:, :block_size]  # [B, K, V]
         if self.mode is ProposalMode.ARGMAX:
             tokens, probs = argmax_canvas[:, :block_size], None  # one-hot, built only if needed
-            # The largest probability is the argmax's: exp(max - logsumexp), without a softmax copy.
-            confidence = torch.exp(head.amax(dim=-1) - torch.logsumexp(head, dim=-1))  # [B, K]
         else:
             probs = torch.softmax(head, dim=-1)
-            confidence = probs.amax(dim=-1)  # taken before the draw below: it cannot depend on the tokens
             tokens = sample_categorical(probs, generator)
-        return Draft(tokens=tokens, probs=probs, denoising_steps_used=steps_used, confidence=confidence)
+        # ``head`` is the distribution's logits: the draft's confidence comes from it, on demand.
+        return Draft(tokens=tokens, probs=probs, denoising_steps_used=steps_used, scores=head)

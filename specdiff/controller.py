@@ -195,9 +195,10 @@ def expected_committed(reach: np.ndarray) -> np.ndarray:
 PLAIN = Choice(0, 1)
 
 # Bins of the drafter's confidence (its largest probability at a position) for the cut's
-# acceptance model. Measured on the pocket pair (code suite, block 64, 1 step, greedy), the chance
-# that a position is accepted once the ones before it were, per bin: 0.29, 0.52, 0.68, 0.82, 0.89,
-# 0.94, 0.95, 1.00: the confidence is close to calibrated, and fine enough to rank where to stop.
+# acceptance model. Measured on the pocket pair (code suite, block 64, 1 step, greedy;
+# ``benchmarks/round_costs.py``), the chance that a position is accepted once the ones before it
+# were, per bin: 0.25, 0.52, 0.69, 0.82, 0.88, 0.96, 0.95, 1.00: the confidence is close to
+# calibrated, and fine enough to rank where to stop.
 CONFIDENCE_EDGES = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
@@ -275,8 +276,8 @@ class Adaptive:
       probe rounds are not cut (they are measurements), nor are drafts without confidence. The
       block is still chosen before drafting, not left to the cut: drafting the whole canvas every
       round and cutting it was slower on the pocket pair, because the drafter's LM head runs over
-      the block (one thread, in the decode loop: 18.9 ms a round drafting 64 tokens, 16.3 ms
-      drafting 16).
+      the block (one thread, in the decode loop: 17.1 ms a round drafting 64 tokens, 14.2 ms
+      drafting 16; ``benchmarks/round_costs.py``).
 
     Only the first generation warms up. Later ones on the same drafter start from what the earlier
     ones learnt: the cost fits (same hardware, same models) and the acceptance counts, faded, since
@@ -344,9 +345,6 @@ class Adaptive:
             # [bins]: (decayed) positions judged per confidence bin, and how many were accepted.
             self.calibration_hit = np.zeros(len(CONFIDENCE_EDGES) + 1)
             self.calibration_tried = np.zeros(len(CONFIDENCE_EDGES) + 1)
-            # Whether this drafter sends its confidence (the decoder calls ``cut`` only then): without
-            # it, drafting the whole canvas for a cut that never comes would verify all of it.
-            self.confidence_known = False
         else:
             # The same drafter again: the costs carry over, and so do the acceptance counts, faded
             # as if ``memory`` rounds had passed, a prior that the new prompt's rounds soon outweigh.
@@ -367,11 +365,9 @@ class Adaptive:
         # starts with a probe round.
         self.plain_streak = self.probe_interval
         self.explore_turn = 0
-        self.cutting = False  # whether the round just chosen may be cut
         self.last_confidence: np.ndarray | None = None  # [K]: the confidence the last cut saw
 
     def choose(self) -> Choice:
-        self.cutting = False
         if self.rounds_seen < len(self.warmup):
             return self.warmup[self.rounds_seen]
         if self.current.block_size == 0:
@@ -382,17 +378,16 @@ class Adaptive:
             self.probing = True
             best = self._best(self._expected_tokens())[0]
             return replace(best, block_size=max(best.block_size, min(self.start_block_size, self.canvas_length)))
-        explore = (self.rounds_seen - len(self.warmup)) % self.explore_every == self.explore_every - 1
-        choice = self._neighbour() if explore else self.current
-        self.cutting = self.cut_on_confidence and self.confidence_known
-        return choice
+        if (self.rounds_seen - len(self.warmup)) % self.explore_every == self.explore_every - 1:
+            return self._neighbour()
+        return self.current
 
     def cut(self, confidence: np.ndarray, denoising_steps_used: int) -> int:
         """How many leading tokens of a drafted block to verify (``best_cut``), from the drafter's
         confidence ``[K]`` in each position; the whole block when this round is not cut."""
         kept = len(confidence)
-        self.confidence_known = True
-        if self.cutting:
+        # Warm-up and probe rounds are measurements: kept whole.
+        if self.cut_on_confidence and self.rounds_seen >= len(self.warmup) and not self.probing:
             accept = self.calibration()[confidence_bins(confidence)]  # [K]
             verify_s = self.cost.verify.predict_many(np.arange(1, kept + 2))  # [K + 1]: k + 1 tokens scored
             kept = best_cut(accept, self.cost.draft.predict(denoising_steps_used, kept), verify_s)
@@ -420,8 +415,6 @@ class Adaptive:
             self.proposed[row, : stats.proposed] += 1.0
             self.reached[row, : min(stats.accepted, stats.proposed)] += 1.0
             self.steps_used[r] = keep * self.steps_used[r] + (1.0 - keep) * stats.denoising_steps_used
-            if self.last_confidence is None and stats.proposed >= 2:
-                self.confidence_known = False  # a draft the decoder could have cut came without confidence
             self._calibrate(stats)
             regime = regime_of(min(stats.accepted, stats.proposed), stats.proposed, self.regime_edges)
             entered, self.regime = regime != self.regime, regime
@@ -461,8 +454,9 @@ class Adaptive:
         """Count the positions this round judged (0..accepted) by confidence bin: all hits up to the
         first rejection, which is a miss."""
         confidence = self.last_confidence
-        if confidence is None or len(confidence) != stats.proposed:
+        if confidence is None:
             return  # no confidence came with this draft
+        assert len(confidence) == stats.proposed, "the round verified what the cut kept"
         keep = 1.0 - 1.0 / self.calibration_memory
         self.calibration_hit *= keep
         self.calibration_tried *= keep

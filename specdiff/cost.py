@@ -4,16 +4,16 @@ Two fits, each updated after every round from the seconds in ``RoundStats``:
 
 - drafting seconds against denoising steps used and block size, a plane (``PlaneFit``): the
   drafter denoises its whole canvas whatever the block, but its LM head runs over the block only
-  (pocket pair, one thread, in the decode loop: 16.3 ms a round drafting 16 tokens at one step,
-  18.9 ms drafting 64), and at a real vocabulary the head is a large part of a step;
+  (pocket pair, one thread, in the decode loop: 14.2 ms a round drafting 16 tokens at one step,
+  17.1 ms drafting 64; ``benchmarks/round_costs.py``), and at a real vocabulary the head is a
+  large part of a step;
 - verifying seconds, bookkeeping (``other_s``) included, against tokens scored, K + 1 (a plain
   decoding round scores 1): a non-decreasing piecewise-linear curve (``KnotFit``), because a
-  forward's cost is not a line in its width. On the pocket pair (2-core CPU, 1 thread), timed
-  alone, scoring 1 token takes 17.7 ms, 3 to 17 tokens 23-24 ms, 65 tokens 40 ms; timed inside
-  the decode loop, where drafter and verifier take turns, 2 tokens 28.7 ms, 5 30.7, 9 29.8, 17
-  34.9, 33 36.4, 65 53.5 (medians). On a GPU the flat stretch is longer. A line through such
-  points has the flat stretch rising, and a cut made on it gives away acceptance for a saving
-  that is not there.
+  forward's cost is not a line in its width. On the pocket pair (2-core CPU, 1 thread, timed in
+  the decode loop, medians; ``benchmarks/round_costs.py``) scoring 2 tokens takes 24.2 ms, 5
+  25.5, 9 29.3, 17 30.5, 25 31.0, 33 36.0, 65 51.3: flat stretches and steps, not a line. On a
+  GPU the flat stretch is far longer. A line through such points has the flat stretches rising,
+  and a cut made on it gives away acceptance for a saving that is not there.
 
 Measured seconds drift (other processes share the machine, the KV cache grows), so the fits forget
 old rounds exponentially. Everything here is pure: a fit is a frozen dataclass, ``updated`` returns
@@ -183,7 +183,7 @@ class KnotFit:
         the same time), the line has the flat stretch rising, and a policy that believed it would
         never propose the blocks that would show it wrong.
         """
-        seen = weight > 1e-3 * weight.max() if weight.any() else weight > 0
+        seen = weight > 1e-3 * weight.max()  # all False before the first point
         if not seen.any():
             return self.line.predict_many(knots)
         anchors, means = knots[seen], sum_y[seen] / weight[seen]

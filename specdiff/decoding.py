@@ -213,13 +213,13 @@ class SpeculativeDecoder:
                 backlog = backlog[:, :0]
             else:
                 draft, draft_tokens, steps_used = None, pending[:, :0], 0
+            cap, k = k, draft_tokens.shape[1]  # the block the controller chose, and what it kept of it
             _sync(device)
             t1 = time.perf_counter()
             target_logits = verifier.score(torch.cat([pending, draft_tokens], dim=1))  # [1, K + 1, V]
             _sync(device)
             t2 = time.perf_counter()
             outcome = self._accept(draft_tokens, draft, target_logits, sampling, generator)
-            cap, k = k, draft_tokens.shape[1]  # the block the controller chose, and what it kept of it
             n = int(outcome.num_accepted[0])
             new = draft_tokens[0, :n].tolist() + [int(outcome.next_token[0])]
             kept, done = cut_at_stop(new, eos_ids, max_new_tokens - produced)
@@ -255,13 +255,13 @@ class SpeculativeDecoder:
 
         The cut sees only the drafter's per-position confidence, which comes from the distributions
         the tokens were drawn from and not from the tokens, so every kept token's acceptance test
-        is still exact (``Draft.confidence``).
+        is still exact (``Draft.confidence``). A controller without a cut never pays for it.
         """
         cut = getattr(controller, "cut", None)
         proposed = draft.tokens.shape[1]
-        if cut is None or draft.confidence is None or proposed < 2:
+        if cut is None or draft.scores is None or proposed < 2:
             return draft
-        kept = int(cut(draft.confidence[0].float().cpu().numpy(), draft.denoising_steps_used))
+        kept = int(cut(draft.confidence()[0].float().cpu().numpy(), draft.denoising_steps_used))
         if not 1 <= kept <= proposed:
             raise SpecdiffError(
                 f"the controller cut a {proposed}-token draft to {kept} tokens; a cut keeps 1..{proposed}"

@@ -346,12 +346,12 @@ def test_warm_up_rounds_are_not_cut():
     assert [(c.block_size, kept) for c, kept, _ in played] == [(16, 16), (16, 16), (16, 16), (4, 4), (0, 0)]
 
 
-def test_without_confidence_adaptive_never_drafts_the_canvas_for_a_cut():
+def test_without_confidence_the_cut_option_changes_nothing():
     # play() never calls cut(), as the decoder does for a drafter that sends no confidence.
-    policy = Adaptive()
-    choices = play(policy, geometric_acceptance(0.5), 120, machine=Machine(verify_per_token=0.002))
-    assert not policy.confidence_known
-    assert all(0 < c.block_size < 32 for c in choices[5:] if c.block_size)
+    machine = Machine(verify_per_token=0.002)
+    with_cut = play(Adaptive(), geometric_acceptance(0.5), 120, machine=machine)
+    without = play(Adaptive(cut_on_confidence=False), geometric_acceptance(0.5), 120, machine=machine)
+    assert with_cut == without
 
 
 @dataclass

@@ -45,6 +45,11 @@ def test_one_step_probs_are_the_schedule_distribution(drafter, mode, encoder_fir
         assert torch.equal(draft.distribution(engine.vocab_size), one_hot)
     else:
         assert torch.allclose(draft.probs, torch.softmax(reference, dim=-1), atol=1e-5)
+    # The confidence is the largest probability of the distribution each token came from.
+    torch.testing.assert_close(draft.confidence(), torch.softmax(reference, dim=-1).amax(-1))
+    head = draft.truncated(2)
+    assert torch.equal(head.tokens, draft.tokens[:, :2])
+    torch.testing.assert_close(head.confidence(), draft.confidence()[:, :2])
 
 
 def test_encoder_first_token_survives_a_call_with_nothing_new(drafter):
