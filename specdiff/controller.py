@@ -140,27 +140,38 @@ def reach_estimates(reached: np.ndarray, proposed: np.ndarray, prior: float, str
     position i says whether it was reached, while the conditional is judged only after a run of
     acceptances, so deep positions would keep the stale evidence of a long-gone easy stretch.
     Counts are thin deep in the block and for settings tried a few times, so they are shrunk twice:
-    pooled over settings, position i toward position i - 1 times the last step's ratio (geometric
-    extrapolation; position 0 toward ``prior``); then each setting toward the pooled estimate.
+    pooled over settings (``pooled_reach``), then each setting toward the pooled estimate
+    (``shrunk_reach``).
     """
     assert reached.shape == proposed.shape and reached.ndim == 2, "counts must be [R, P]"
-    pooled_proposed = proposed.sum(0)  # [P]
-    depth = int(np.flatnonzero(pooled_proposed)[-1]) + 1 if pooled_proposed.any() else 0
-    pooled = np.empty(reached.shape[1])  # [P]
+    return shrunk_reach(reached, proposed, pooled_reach(reached.sum(0), proposed.sum(0), prior, strength), strength)
+
+
+def pooled_reach(reached: np.ndarray, proposed: np.ndarray, prior: float, strength: float) -> np.ndarray:
+    """``[P]``: reach estimates from counts ``[P]`` pooled over settings, position i shrunk toward
+    position i - 1 times the last step's ratio (geometric extrapolation; position 0 toward ``prior``)."""
+    depth = int(np.flatnonzero(proposed)[-1]) + 1 if proposed.any() else 0
+    pooled = np.empty(len(proposed))  # [P]
     last, ratio = 1.0, prior  # the estimate of the position before, and its ratio to the one before that
-    for i, (hit, tried) in enumerate(zip(reached[:, :depth].sum(0).tolist(), pooled_proposed[:depth].tolist(),
-                                         strict=True)):
+    for i, (hit, tried) in enumerate(zip(reached[:depth].tolist(), proposed[:depth].tolist(), strict=True)):
         estimate = (hit + strength * last * ratio) / (tried + strength)
         estimate = last if estimate > last else estimate  # (not min(): this loop is the hot spot)
         ratio, last = (estimate / last if last > 0 else 0.0), estimate
         pooled[i] = estimate
-    pooled[depth:] = extrapolate(last, ratio, reached.shape[1] - depth)
+    pooled[depth:] = extrapolate(last, ratio, len(proposed) - depth)
+    return pooled
+
+
+def shrunk_reach(reached: np.ndarray, proposed: np.ndarray, pooled: np.ndarray, strength: float) -> np.ndarray:
+    """``[R, P]``: each setting's counts ``[R, P]`` shrunk toward the ``pooled`` estimates ``[P]``.
+
+    Past the deepest position a setting proposed, the pooled counts describe other settings' drafts:
+    the setting's own estimates are extrapolated instead (optimistic for a setting tried once, which
+    then gets tried deeper), blended with the pooled ones by the row's evidence at its deepest
+    position: counts faded to almost nothing leave a row at the pooled estimates, which its own
+    extrapolation would otherwise stretch far past where the pooled evidence stops.
+    """
     estimates = np.minimum.accumulate((reached + strength * pooled) / (proposed + strength), axis=1)
-    # Past the deepest position a setting proposed, the pooled counts describe other settings' drafts:
-    # extrapolate the setting's own estimates instead (optimistic for a setting tried once, which
-    # then gets tried deeper), blended with the pooled ones by the row's evidence at its deepest
-    # position: counts faded to almost nothing leave a row at the pooled estimates, which its own
-    # extrapolation would otherwise stretch far past where the pooled evidence stops.
     row_depths = np.where(proposed.any(1), proposed.shape[1] - np.argmax(proposed[:, ::-1] > 0, axis=1), 0)
     for row, counts, row_depth in zip(estimates, proposed, row_depths.tolist(), strict=True):
         if 0 < row_depth < len(row):
@@ -211,6 +222,10 @@ def bin_midpoints(edges: tuple[float, ...] = CONFIDENCE_EDGES) -> np.ndarray:
     """``[len(edges) + 1]``: each confidence bin's middle, the acceptance a calibrated drafter has there."""
     bounds = np.array([0.0, *edges, 1.0])
     return (bounds[:-1] + bounds[1:]) / 2
+
+
+# The calibration's prior: each bin's middle, the acceptance of a perfectly calibrated drafter.
+CALIBRATED = bin_midpoints()
 
 
 def best_cut(accept: np.ndarray, draft_s: float, verify_s: np.ndarray) -> int:
@@ -273,7 +288,10 @@ class Adaptive:
       (``CONFIDENCE_EDGES``; the prior is a calibrated drafter, each bin's middle), and the cut
       maximises expected tokens per predicted second of the round. The block chosen before
       drafting follows the stretch (the regime); the cut follows the draft itself. Warm-up and
-      probe rounds are not cut (they are measurements), nor are drafts without confidence. The
+      probe rounds are not cut (they are measurements), nor are drafts without confidence. What
+      the cut drops still teaches the acceptance counts (``_reach_counts``), and a block the
+      verifier accepted whole, uncut, doubles the next round's block (``escalate``): the run went
+      past the block, and only a longer block can show how far. The
       block is still chosen before drafting, not left to the cut: drafting the whole canvas every
       round and cutting it was slower on the pocket pair, because the drafter's LM head runs over
       the block (one thread, in the decode loop: 17.1 ms a round drafting 64 tokens, 14.2 ms
@@ -302,6 +320,8 @@ class Adaptive:
     cut_on_confidence: bool = True
     # Calibration is a property of the drafter and the verifier, not of the prompt: a long memory, in rounds.
     calibration_memory: float = 256.0
+    # A block accepted whole while the cut is on: the next round drafts at least twice as far.
+    escalate: bool = True
 
     def __post_init__(self) -> None:
         if not self.steps_options or min(self.steps_options) < 1:
@@ -357,15 +377,16 @@ class Adaptive:
         if self.warmed_up:
             # Only the start of a generation is in the fresh regime, so its choice is made here, from
             # the first rounds of earlier generations and (through the shrinkage) everything else.
-            self.current = self._best(self._expected_tokens())[0]
+            self.current = self._best(*self._expected_tokens())[0]
         self.drafted_last = False  # the first draft encodes the prompt: keep it out of the cost fit
         self.probing = False
+        self.binding = 0
         self.probe_interval = self.probe_after
         # A new prompt is a natural time to probe: plain decoding left over from the last one
         # starts with a probe round.
         self.plain_streak = self.probe_interval
         self.explore_turn = 0
-        self.last_confidence: np.ndarray | None = None  # [K]: the confidence the last cut saw
+        self.last_confidence: np.ndarray | None = None  # [K]: the confidence the last cut saw, whole block
 
     def choose(self) -> Choice:
         if self.rounds_seen < len(self.warmup):
@@ -376,11 +397,21 @@ class Adaptive:
             # A probe is a measurement: it drafts at least the starting block, so that one fully
             # accepted round can show that drafting pays again.
             self.probing = True
-            best = self._best(self._expected_tokens())[0]
+            best = self._best(*self._expected_tokens())[0]
             return replace(best, block_size=max(best.block_size, min(self.start_block_size, self.canvas_length)))
         if (self.rounds_seen - len(self.warmup)) % self.explore_every == self.explore_every - 1:
             return self._neighbour()
+        if self.escalate and self.binding and self._cutting():
+            # The last round's whole block was accepted, so its run went on past the block: how
+            # far is censored, and only a longer block can tell. With the cut guarding what is
+            # verified, drafting further costs only the drafter's wider LM head.
+            return replace(self.current, block_size=max(self.current.block_size,
+                                                        min(2 * self.binding, self.canvas_length)))
         return self.current
+
+    def _cutting(self) -> bool:
+        """Whether drafts are being cut: the cut is on and the drafter has shown its confidence."""
+        return self.cut_on_confidence and bool(self.calibration_tried.any())
 
     def cut(self, confidence: np.ndarray, denoising_steps_used: int) -> int:
         """How many leading tokens of a drafted block to verify (``best_cut``), from the drafter's
@@ -391,14 +422,14 @@ class Adaptive:
             accept = self.calibration()[confidence_bins(confidence)]  # [K]
             verify_s = self.cost.verify.predict_many(np.arange(1, kept + 2))  # [K + 1]: k + 1 tokens scored
             kept = best_cut(accept, self.cost.draft.predict(denoising_steps_used, kept), verify_s)
-        self.last_confidence = confidence[:kept]  # the positions verified, which observe will judge
+        self.last_confidence = confidence  # the whole block's: observe judges the kept part, imputes the rest
         return kept
 
     def calibration(self) -> np.ndarray:
         """``[bins]``: the estimated chance that a position in each confidence bin is accepted once
         the positions before it were (the counts, shrunk toward the bin's middle)."""
         strength = self.prior_strength
-        return (self.calibration_hit + strength * bin_midpoints()) / (self.calibration_tried + strength)
+        return (self.calibration_hit + strength * CALIBRATED) / (self.calibration_tried + strength)
 
     def observe(self, stats: RoundStats) -> None:
         keep = 1.0 - 1.0 / self.memory
@@ -412,10 +443,14 @@ class Adaptive:
         if drafted:
             r = self._setting_index(stats.denoising_steps, stats.canvas_recycled)
             row = self.regime * len(self.settings) + r
-            self.proposed[row, : stats.proposed] += 1.0
-            self.reached[row, : min(stats.accepted, stats.proposed)] += 1.0
+            proposed, reached = self._reach_counts(stats)
+            n = min(len(proposed), self.canvas_length)  # a round never drafts past the canvas
+            self.proposed[row, :n] += proposed[:n]
+            self.reached[row, :n] += reached[:n]
             self.steps_used[r] = keep * self.steps_used[r] + (1.0 - keep) * stats.denoising_steps_used
             self._calibrate(stats)
+            # The block accepted whole, uncut: the run was stopped by the block, not the drafter.
+            self.binding = stats.block_size if stats.accepted >= stats.proposed == stats.block_size else 0
             regime = regime_of(min(stats.accepted, stats.proposed), stats.proposed, self.regime_edges)
             entered, self.regime = regime != self.regime, regime
             self.plain_streak = 0  # plain rounds are counted since the last draft
@@ -456,7 +491,8 @@ class Adaptive:
         confidence = self.last_confidence
         if confidence is None:
             return  # no confidence came with this draft
-        assert len(confidence) == stats.proposed, "the round verified what the cut kept"
+        assert len(confidence) >= stats.proposed, "the round verified at most the block the cut saw"
+        confidence = confidence[: stats.proposed]
         keep = 1.0 - 1.0 / self.calibration_memory
         self.calibration_hit *= keep
         self.calibration_tried *= keep
@@ -465,31 +501,54 @@ class Adaptive:
         np.add.at(self.calibration_tried, judged, 1.0)
         np.add.at(self.calibration_hit, judged[:accepted], 1.0)
 
+    def _reach_counts(self, stats: RoundStats) -> tuple[np.ndarray, np.ndarray]:
+        """What a drafted round says about reaching each position of the block drafted: ``[cap]``
+        weights of evidence and ``[cap]`` (expected) reaches, cap the block before any cut.
+
+        Without a cut every drafted position is judged: reached up to the first rejection. A cut
+        hides the dropped positions, and how depends on the verdict. A rejection inside the kept
+        prefix means no later position was reached, dropped ones included: they count as misses
+        (leaving them out biases the deep positions toward the rounds the cut left whole, the
+        confident ones, and the block chosen before drafting drifts large). A fully accepted
+        prefix leaves the dropped positions unknown: each counts by its calibrated chance of being
+        reached, the running product of the calibration over the dropped positions' confidences.
+        """
+        accepted = min(stats.accepted, stats.proposed)
+        confidence = self.last_confidence
+        cap = stats.proposed if confidence is None else len(confidence)
+        proposed, reached = np.ones(cap), np.zeros(cap)
+        reached[:accepted] = 1.0
+        if accepted == stats.proposed < cap:
+            reached[accepted:] = np.cumprod(self.calibration()[confidence_bins(confidence[accepted:])])
+        return proposed, reached
+
     def _setting_index(self, steps: int, recycled: bool) -> int:
         # The nearest setting: a step count outside steps_options (a round the policy did not pick)
         # still teaches the closest one.
         return min(range(len(self.settings)),
                    key=lambda r: (abs(self.settings[r][0] - steps), self.settings[r][1] != recycled))
 
-    def _expected_tokens(self) -> np.ndarray:
-        """``[R, P + 1]`` expected committed tokens per drafting setting and block size (0..P), in the
-        current regime (estimated over every regime's counts, so that each shrinks toward all)."""
-        reach = reach_estimates(self.reached, self.proposed, self.prior_acceptance, self.prior_strength)  # [S*R, P]
-        settings = len(self.settings)
-        return expected_committed(reach[self.regime * settings : (self.regime + 1) * settings])
-
-    def _pooled_tokens(self) -> np.ndarray:
-        """``[R, P + 1]`` as ``_expected_tokens``, from every regime's counts together."""
+    def _expected_tokens(self) -> tuple[np.ndarray, np.ndarray]:
+        """``[R, P + 1]`` expected committed tokens per drafting setting and block size (0..P), twice:
+        in the current regime, and over every regime's counts together. Both shrink toward the
+        estimates pooled over every regime and setting, computed once."""
         settings, positions = len(self.settings), self.canvas_length
-        reached = self.reached.reshape(self.regimes, settings, positions).sum(0)  # [R, P]
-        proposed = self.proposed.reshape(self.regimes, settings, positions).sum(0)
-        return expected_committed(reach_estimates(reached, proposed, self.prior_acceptance, self.prior_strength))
+        reached = self.reached.reshape(self.regimes, settings, positions)
+        proposed = self.proposed.reshape(self.regimes, settings, positions)
+        pooled = pooled_reach(self.reached.sum(0), self.proposed.sum(0), self.prior_acceptance, self.prior_strength)
+        regime = shrunk_reach(reached[self.regime], proposed[self.regime], pooled, self.prior_strength)
+        overall = shrunk_reach(reached.sum(0), proposed.sum(0), pooled, self.prior_strength)
+        return expected_committed(regime), expected_committed(overall)
 
-    def rates(self, tokens: np.ndarray) -> np.ndarray:
-        """``[R, G]`` predicted committed tokens per second per drafting setting and grid block size."""
+    def rates(self, tokens: np.ndarray, seconds: np.ndarray | None = None) -> np.ndarray:
+        """``[R, G]`` predicted committed tokens per second per drafting setting and grid block size
+        (``seconds``: ``round_seconds()``, when the caller has it)."""
+        return tokens[:, self.grid] / (self.round_seconds() if seconds is None else seconds)
+
+    def round_seconds(self) -> np.ndarray:
+        """``[R, G]`` predicted seconds of a round per drafting setting and grid block size."""
         draft_s = self.cost.draft.predict_many(self.steps_used[:, None], self.grid[None, :])  # [R, G]
-        verify_s = self.cost.verify.predict_many(self.grid + 1)  # [G]
-        return tokens[:, self.grid] / (draft_s + verify_s[None, :])
+        return draft_s + self.cost.verify.predict_many(self.grid + 1)[None, :]
 
     def plain_rate(self) -> float:
         return 1.0 / self.cost.round_s(0, 0)
@@ -498,16 +557,18 @@ class Adaptive:
         r = self._setting_index(choice.denoising_steps, choice.recycle_canvas)
         return float(tokens[r, choice.block_size] / self.cost.round_s(choice.block_size, self.steps_used[r]))
 
-    def _best(self, tokens: np.ndarray) -> tuple[Choice, float]:
-        """The best choice in the current regime, and its predicted rate.
+    def _best(self, tokens: np.ndarray, overall: np.ndarray) -> tuple[Choice, float]:
+        """The best choice in the current regime, and its predicted rate, from the regime's and the
+        overall expected tokens (``_expected_tokens``).
 
         The drafting setting is picked on every regime's counts together and only the block size on
         the regime's: how steps and recycling change a draft is the drafter's trait, while a regime's
         few rounds at a rarely tried setting are mostly noise (a lucky fully accepted exploration
         round at 2 steps made the pocket pair's hot regime draft at twice the cost for no gain).
         """
-        rates = self.rates(tokens)  # [R, G]
-        r = int(np.argmax(self.rates(self._pooled_tokens()).max(1))) if len(self.settings) > 1 else 0
+        seconds = self.round_seconds()
+        rates = self.rates(tokens, seconds)  # [R, G]
+        r = int(np.argmax(self.rates(overall, seconds).max(1))) if len(self.settings) > 1 else 0
         g = int(np.argmax(rates[r]))
         steps, recycle = self.settings[r]
         return Choice(int(self.grid[g]), steps, recycle), float(rates[r, g])
@@ -517,8 +578,8 @@ class Adaptive:
         or any other round."""
         if self.current.block_size == 0 and not (probed or entered):
             return PLAIN  # a plain round says nothing new about drafting (and this keeps it cheap)
-        tokens = self._expected_tokens()
-        best, best_rate = self._best(tokens)
+        tokens, overall = self._expected_tokens()
+        best, best_rate = self._best(tokens, overall)
         plain = self.current.block_size == 0
         # Hysteresis guards leaving plain decoding too, so that a marginal regime does not flap.
         if best_rate < self.plain_rate() * (1.0 + self.hysteresis if plain else 1.0):

@@ -118,7 +118,7 @@ def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
             total = last[1] + weight
             last[0] = (last[0] * last[1] + mean * weight) / total if total > 0 else (last[0] + mean) / 2
             last[1], last[2] = total, last[2] + count
-    return np.concatenate([np.full(count, mean) for mean, _, count in blocks])
+    return np.repeat([mean for mean, _, _ in blocks], [count for _, _, count in blocks])
 
 
 @dataclass(frozen=True)

@@ -354,6 +354,43 @@ def test_without_confidence_the_cut_option_changes_nothing():
     assert with_cut == without
 
 
+def test_what_a_cut_round_says_about_the_positions_it_dropped():
+    policy = Adaptive()
+    play_with_confidence(policy, lambda i: 3, 12)  # past the warm-up; the calibration has seen sure and unsure
+    confidence = np.array([0.999] * 4 + [0.6, 0.4, 0.2] + [0.999] * 9)  # a 16-token block
+    kept = policy.cut(confidence, 1)
+    assert 4 <= kept < 16
+
+    def counts(accepted: int) -> tuple[np.ndarray, np.ndarray]:
+        return policy._reach_counts(RoundStats(0, 16, 1, 1, kept, accepted, accepted + 1, 0.01, 0.01, 0.0))
+
+    # Rejected inside the kept prefix: no later position was reached, the dropped ones included.
+    proposed, reached = counts(2)
+    assert proposed.tolist() == [1.0] * 16 and reached.tolist() == [1.0, 1.0] + [0.0] * 14
+    # The kept prefix accepted whole: each dropped position counts by its calibrated chance of being reached.
+    proposed, reached = counts(kept)
+    chance = np.cumprod(policy.calibration()[confidence_bins(confidence[kept:])])
+    assert proposed.tolist() == [1.0] * 16 and reached[:kept].tolist() == [1.0] * kept
+    np.testing.assert_allclose(reached[kept:], chance)
+    assert 0.0 < reached[-1] < reached[kept] < 1.0
+
+
+def test_a_block_accepted_whole_under_the_cut_doubles_the_next():
+    # Short runs for 40 rounds (small blocks, cut to the sure part), then the drafter is right throughout.
+    def blocks(policy) -> list[int]:
+        played = play_with_confidence(policy, lambda i: 2 if i < 40 else EVERYTHING, 56, canvas=64,
+                                      machine=Machine(verify_per_token=0.0005))
+        return [choice.block_size for choice, _, _ in played[40:]]
+
+    escalating = blocks(Adaptive())
+    climb = escalating[: escalating.index(64) + 1]  # up to the first whole canvas
+    assert climb[0] < 8 and len(climb) <= 5
+    assert all(b >= 2 * a for a, b in zip(climb, climb[1:], strict=False))
+    # Without it, a regime whose blocks are always accepted whole never learns how far its runs go:
+    # the estimates past the block are the prior's, and the small block stays.
+    assert max(blocks(Adaptive(escalate=False))) < 8
+
+
 @dataclass
 class CutBelow(Fixed):
     """``Fixed``, plus a cut before the first position whose confidence is below ``threshold``."""

@@ -1,0 +1,161 @@
+"""How close do the controllers come to the best any controller could do? Prints a table.
+
+    python benchmarks/controller_replay.py                      # code suite, 8 prompts x 256 tokens, ~4 minutes
+    python benchmarks/controller_replay.py --suite prose --steps 1 2
+
+1. Measured: ``Heuristic``, ``Fixed(block, 1)`` and ``Adaptive`` (one instance across prompts, as
+   a decoder keeps its own) decode each prompt greedily, interleaved in a shuffled order per
+   prompt; tokens/s, and the controller's own milliseconds per round (choose, cut, observe).
+2. Traces (``specdiff.evals.replay``): a full canvas drafted at every position of each output, at
+   each ``--steps`` setting; saved to ``--traces`` and reused by later runs (delete to redo).
+3. Replayed: the same controllers run on the traces, each round timed by a cost model fitted on
+   every measured round (controller compute and timing noise left out). Replayed beside measured
+   says how far a replay is to be trusted; replays then compare controller designs in seconds.
+4. Hindsight: the least time any choice of block and steps per round could take, knowing every
+   round's acceptance in advance (``hindsight_seconds``). No online controller can beat it here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from specdiff.evals.replay import RoundCosts, Trace, hindsight_seconds, record_trace, replay
+from specdiff.evals.suites import load_suite
+
+from specdiff.controller import Adaptive, Fixed, Heuristic
+from specdiff.embedded import load_pocket
+
+
+class Timed:
+    """A controller with a stopwatch on its own calls (``choose``, ``cut``, ``observe``)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.seconds, self.rounds = inner, 0.0, 0
+        if hasattr(inner, "cut"):
+            self.cut = self._cut
+
+    def _timed(self, method, *args):
+        start = time.perf_counter()
+        result = method(*args)
+        self.seconds += time.perf_counter() - start
+        return result
+
+    def reset(self, canvas_length: int) -> None:
+        self.inner.reset(canvas_length)
+
+    def choose(self):
+        return self._timed(self.inner.choose)
+
+    def _cut(self, confidence, steps_used):
+        return self._timed(self.inner.cut, confidence, steps_used)
+
+    def observe(self, stats) -> None:
+        self.rounds += 1
+        self._timed(self.inner.observe, stats)
+
+
+def load_traces(path: Path, steps: tuple[int, ...]) -> list[Trace] | None:
+    if not path.is_file():
+        return None
+    saved = np.load(path)
+    if tuple(saved["steps"].tolist()) != steps:
+        return None
+    count = int(saved["count"])
+    return [Trace(steps=steps, reach=saved[f"reach{i}"], confidence=saved[f"confidence{i}"]) for i in range(count)]
+
+
+def save_traces(path: Path, traces: list[Trace]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"reach{i}": t.reach for i, t in enumerate(traces)}
+    arrays |= {f"confidence{i}": t.confidence.astype(np.float32) for i, t in enumerate(traces)}
+    np.savez_compressed(path, steps=np.array(traces[0].steps), count=len(traces), **arrays)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", default="code")
+    parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--block-size", type=int, default=16, help="the fixed block measured beside the others")
+    parser.add_argument("--steps", type=int, nargs="+", default=[1, 2], help="denoising steps the traces record")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--traces", type=Path, help="trace file (default benchmarks/results/traces_SUITE.npz)")
+    parser.add_argument("--out", type=Path, help="CSV of the table (default benchmarks/results/replay_SUITE.csv)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    steps = tuple(sorted(set(args.steps)))
+    trace_path = args.traces or Path(f"benchmarks/results/traces_{args.suite}.npz")
+    out = args.out or Path(f"benchmarks/results/replay_{args.suite}.csv")
+    decoder = load_pocket()
+    canvas = decoder.drafter.canvas_length
+    prompts = [decoder.encode_prompt(p.prompt) for p in load_suite(args.suite).prompts[: args.prompts]]
+    fixed = f"fixed {args.block_size} x 1"
+    makers = {"heuristic": Heuristic, fixed: lambda: Fixed(args.block_size, 1), "adaptive": Adaptive}
+    shared = {"adaptive": Timed(Adaptive())}  # one policy across prompts, as the bench runs it
+    timers = {name: shared.get(name) or Timed(makers[name]()) for name in makers}
+
+    measured = {name: [0.0, 0] for name in makers}
+    rounds, outputs, first_extra = [], [], []
+    shuffle = random.Random(0)
+    for ids in prompts:
+        order = list(makers)
+        shuffle.shuffle(order)
+        results = {}
+        for name in order:
+            if name not in shared:  # a fresh policy per prompt, keeping the stopwatch
+                timers[name].inner = makers[name]()
+            decoder.controller = timers[name]
+            results[name] = result = decoder.generate(ids, max_new_tokens=args.max_new_tokens, seed=0)
+            measured[name][0] += result.elapsed_s
+            measured[name][1] += len(result.token_ids)
+            rounds += list(result.stats[1:])
+        assert len({tuple(r.token_ids) for r in results.values()}) == 1, "greedy outputs differ: not lossless"
+        outputs.append(results["heuristic"].token_ids)
+        first_extra.append(results[fixed].stats[0])
+    costs = RoundCosts.fitted(rounds, steps, canvas)
+    # The first round's prompt encoding: its seconds beyond what the fit predicts for such a round.
+    extra = [max(s.total_s - costs.draft_s[0, s.block_size] - costs.verify_s[s.proposed], 0.0) for s in first_extra]
+
+    traces = load_traces(trace_path, steps)
+    stale = traces is None or [t.length for t in traces] != [len(o) for o in outputs]
+    if stale:
+        traces = [record_trace(decoder.drafter, ids, output, steps, seed=i)
+                  for i, (ids, output) in enumerate(zip(prompts, outputs, strict=True))]
+        save_traces(trace_path, traces)
+
+    rows = []
+    for name, make in makers.items():
+        replayed = replay(make(), traces, costs, extra)
+        seconds, tokens = measured[name]
+        rows.append({"controller": name, "measured tok/s": tokens / seconds, "replayed tok/s": replayed.tokens_per_s,
+                     "controller ms/round": 1e3 * timers[name].seconds / max(timers[name].rounds, 1)})
+    total = sum(t.length for t in traces)
+    bound = sum(hindsight_seconds(t, costs) + e for t, e in zip(traces, extra, strict=True))
+    nan = float("nan")
+    rows.append({"controller": "hindsight bound", "measured tok/s": nan, "replayed tok/s": total / bound,
+                 "controller ms/round": nan})
+    table = pd.DataFrame(rows)
+    heuristic = table.set_index("controller").loc["heuristic"]
+    table["measured / heuristic"] = table["measured tok/s"] / heuristic["measured tok/s"]
+    table["replayed / heuristic"] = table["replayed tok/s"] / heuristic["replayed tok/s"]
+    print(f"\n{args.suite}, {len(prompts)} prompts x {args.max_new_tokens} new tokens, greedy, "
+          f"{args.threads} thread(s); traces at steps {list(steps)}; round costs fitted on the measured rounds:")
+    def ms(row: np.ndarray, blocks: tuple[int, ...]) -> str:
+        return " / ".join(f"{1e3 * row[k]:.1f}" for k in blocks)
+
+    for s, row in zip(steps, costs.draft_s, strict=True):
+        print(f"  draft ms at {s} step(s), block 1/16/{canvas}: {ms(row, (1, 16, canvas))}")
+    print(f"  verify ms, block 0/1/4/16/{canvas}: {ms(costs.verify_s, (0, 1, 4, 16, canvas))}")
+    print(table.round(3).to_string(index=False))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+
+
+if __name__ == "__main__":
+    main()
