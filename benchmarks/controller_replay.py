@@ -13,6 +13,7 @@
    says how far a replay is to be trusted; replays then compare controller designs in seconds.
 4. Hindsight: the least time any choice of block and steps per round could take, knowing every
    round's acceptance in advance (``hindsight_seconds``). No online controller can beat it here.
+Replayed only: Adaptive without its cut, and without escalation, to show what each adds.
 """
 
 from __future__ import annotations
@@ -135,9 +136,15 @@ def main() -> None:
         seconds, tokens = measured[name]
         rows.append({"controller": name, "measured tok/s": tokens / seconds, "replayed tok/s": replayed.tokens_per_s,
                      "controller ms/round": 1e3 * timers[name].seconds / max(timers[name].rounds, 1)})
+    # Replayed only: what each part of Adaptive adds.
+    nan = float("nan")
+    ablations = {"adaptive, cut off": lambda: Adaptive(cut_on_confidence=False),
+                 "adaptive, no escalation": lambda: Adaptive(escalate=False)}
+    for name, make in ablations.items():
+        rows.append({"controller": name, "measured tok/s": nan,
+                     "replayed tok/s": replay(make(), traces, costs, extra).tokens_per_s, "controller ms/round": nan})
     total = sum(t.length for t in traces)
     bound = sum(hindsight_seconds(t, costs) + e for t, e in zip(traces, extra, strict=True))
-    nan = float("nan")
     rows.append({"controller": "hindsight bound", "measured tok/s": nan, "replayed tok/s": total / bound,
                  "controller ms/round": nan})
     table = pd.DataFrame(rows)

@@ -309,7 +309,7 @@ class Adaptive:
     recycle_options: tuple[bool, ...] = (False,)
     # Each exploration round is a worse choice run on purpose (a step up doubles the drafting):
     # one in 32 rounds replayed 2-3% faster than one in 16 on the pocket pair's code and
-    # functions suites (benchmarks/controller_replay.py traces), and found the same choices.
+    # functions suites (benchmarks/controller_replay.py traces).
     explore_every: int = 32
     hysteresis: float = 0.1
     probe_after: int = 8
