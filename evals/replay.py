@@ -145,6 +145,7 @@ def replay(controller: Any, traces: list[Trace], costs: RoundCosts, first_round_
     canvas = costs.verify_s.shape[0] - 1
     seconds, tokens, played = 0.0, 0, []
     for trace, extra in zip(traces, first_round_extra_s, strict=True):
+        assert trace.confidence.shape[2] == canvas, "the costs and the trace must share the canvas length"
         controller.reset(canvas)
         t, drafted, rounds = 0, False, []
         while t < trace.length:
