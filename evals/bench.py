@@ -1,7 +1,8 @@
 """The side-by-side benchmark: specdiff against what a user would run instead, in one run.
 
 Methods run greedy, interleaved per prompt (each prompt runs every method before the next prompt
-starts, in an order rotated per prompt) so that machine noise hits all alike. A method is a name
+starts, in an order rotated per prompt) so that machine noise hits all alike; ``repeats`` passes
+over the prompts, each in other slots, sum every method's seconds over all of them. A method is a name
 in ``BENCH_METHODS`` bound to a runner ``(context, prompt_ids) -> MethodRun``:
 
 ``ar``
@@ -63,6 +64,9 @@ class BenchConfig:
     drafter: str | None = None
     verifier: str | None = None
     ar_drafter: str | None = None
+    # Passes over the prompts, each method's seconds summed over all: single runs of the same work
+    # differ by up to 20% on a busy CPU, which is as large as the gaps between the policies.
+    repeats: int = 1
 
 
 @dataclass(frozen=True)
@@ -226,6 +230,8 @@ def check_bench(config: BenchConfig, canvas_length: int | None = None) -> Suite:
             f"unknown method {', '.join(unknown) or '(none given)'}; pick from {', '.join(BENCH_METHODS)}"
         )
     check_run_limits(config.max_new_tokens, config.limit, config.threads)
+    if config.repeats < 1:
+        raise SpecdiffError(f"--repeats must be >= 1 (got {config.repeats})")
     if config.grid_prompts < 1:
         raise SpecdiffError(f"--grid-prompts must be >= 1 (got {config.grid_prompts})")
     if not config.grid_block_sizes or not config.grid_steps:
@@ -307,7 +313,8 @@ def run_bench(
     decoder.generate(prompt_ids[0], min(8, config.max_new_tokens), block_size=min(config.grid_block_sizes))
     needs_grid = any(BENCH_METHODS[m].needs_grid for m in methods)
     grid_runs = len(config.grid_block_sizes) * len(config.grid_steps) * len(prompt_ids[: config.grid_prompts])
-    with progress_bar(progress, grid_runs * needs_grid + len(prompt_ids) * len(methods), "bench") as advance:
+    timed_runs = config.repeats * len(prompt_ids) * len(methods)
+    with progress_bar(progress, grid_runs * needs_grid + timed_runs, "bench") as advance:
         grid = pd.DataFrame()
         if needs_grid:
             grid = quick_grid(decoder, prompt_ids[: config.grid_prompts], config, advance)
@@ -320,20 +327,22 @@ def run_bench(
                 BenchContext(decoder, min(8, config.max_new_tokens), ctx.ar_drafter, ctx.best), prompt_ids[0]
             )
         records = []
-        for i, (prompt, ids) in enumerate(zip(suite.prompts, prompt_ids, strict=True)):
-            order = methods[i % len(methods) :] + methods[: i % len(methods)]
-            for name in order:
-                run = BENCH_METHODS[name].run(ctx, ids)
-                advance(f"{prompt.id} {name}")
-                records.append(
-                    dict(
-                        prompt_id=prompt.id,
-                        method=name,
-                        new_tokens=len(run.token_ids),
-                        **{k: v for k, v in asdict(run).items() if k != "token_ids"},
-                        output_hash=output_hash(run.token_ids),
+        for repeat in range(config.repeats):
+            for i, (prompt, ids) in enumerate(zip(suite.prompts, prompt_ids, strict=True)):
+                shift = (i + repeat) % len(methods)  # each repeat moves every method to another slot
+                for name in methods[shift:] + methods[:shift]:
+                    run = BENCH_METHODS[name].run(ctx, ids)
+                    advance(f"{prompt.id} {name}")
+                    records.append(
+                        dict(
+                            prompt_id=prompt.id,
+                            repeat=repeat,
+                            method=name,
+                            new_tokens=len(run.token_ids),
+                            **{k: v for k, v in asdict(run).items() if k != "token_ids"},
+                            output_hash=output_hash(run.token_ids),
+                        )
                     )
-                )
     runs = pd.DataFrame(records)
     agree = runs.groupby("prompt_id", sort=False)["output_hash"].nunique()
     mismatched = tuple(agree[agree > 1].index)

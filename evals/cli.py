@@ -236,6 +236,7 @@ def bench(
     ar_drafter: str | None = typer.Option(
         _BENCH["ar_drafter"], help="AR drafter for assisted generation (default: pocket)."
     ),
+    repeats: int = typer.Option(_BENCH["repeats"], help="Passes over the prompts; seconds summed over all."),
     out: Path = typer.Option(..., help="One row per method, FILE.csv or FILE.parquet (per-prompt runs beside it)."),
 ) -> None:
     """Compare methods side by side, greedy, interleaved per prompt; checks that their outputs agree."""
@@ -255,6 +256,7 @@ def bench(
         drafter=drafter,
         verifier=verifier,
         ar_drafter=ar_drafter,
+        repeats=repeats,
     )
     hf_logging.set_verbosity_error()  # assisted generation warns about its own internal arguments
     result = run_bench(config)

@@ -49,9 +49,31 @@ def test_a_new_method_plugs_in_by_name(decoder, mini_suite, monkeypatch):
     assert result.grid.empty  # no method asked for the grid
 
 
+def test_repeats_sum_every_pass_and_move_each_method_to_another_slot(decoder, mini_suite):
+    methods = ("ar", "heuristic", "adaptive")
+    result = run_bench(
+        BenchConfig(out=Path("b.csv"), suite=str(mini_suite), methods=methods, repeats=2, **QUICK),
+        decoder,
+        progress=False,
+    )
+    runs = result.runs
+    assert len(runs) == 2 * 2 * 3 and sorted(set(runs["repeat"])) == [0, 1] and result.identical
+    # The same prompt's second pass starts one slot later than its first.
+    first, second = (runs[(runs["repeat"] == r) & (runs["prompt_id"] == runs["prompt_id"][0])] for r in (0, 1))
+    assert list(first["method"]) == list(methods) and list(second["method"]) == [*methods[1:], methods[0]]
+    summary = result.summary.set_index("method")
+    totals = runs.groupby("method")[["new_tokens", "total_s"]].sum()
+    for method in methods:
+        assert summary.loc[method, "new_tokens"] == totals.loc[method, "new_tokens"] == 2 * 2 * 6
+        assert summary.loc[method, "tokens_per_s"] == pytest.approx(
+            totals.loc[method, "new_tokens"] / totals.loc[method, "total_s"]
+        )
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
+        (dict(repeats=0), "--repeats must be >= 1"),
         (dict(methods=("ar", "magic")), "unknown method magic"),
         (dict(methods=()), "unknown method"),
         (dict(max_new_tokens=0), "--max-new-tokens must be >= 1"),

@@ -114,6 +114,7 @@ def test_bench(evals_app, models, mini_suite, tmp_path):
         (["sweep", "--max-new-tokens", "0"], "--max-new-tokens must be >= 1"),
         (["bench", "--methods", "ar,warp"], "unknown method warp"),
         (["bench", "--grid-block-sizes", "128"], "exceeds the drafter's canvas of 16"),
+        (["bench", "--repeats", "0"], "--repeats must be >= 1"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(evals_app, models, tmp_path, monkeypatch, args, message):
