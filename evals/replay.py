@@ -14,7 +14,9 @@ least time any sequence of choices (block and steps per round) could take knowin
 advance: no online controller can beat it on those costs.
 
 What a replay leaves out: canvas recycling (the canvas then depends on the previous round, so the
-trace of a fresh canvas stands in for it), the controller's own compute, and timing noise.
+trace of a fresh canvas stands in for it), the controller's own compute, and timing noise. A
+steps setting the traces did not record is replayed as the nearest recorded one, its acceptance
+and its cost both (record every setting a controller may pick to replay it faithfully).
 The drafter's noise differs from a real run's (each position's draft is seeded by its position),
 which changes individual rounds, not their distribution.
 """
