@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from specdiff.acceptance import accepted_prefix_length
 from specdiff.cost import CostModel, KnotFit, PlaneFit
 from specdiff.metrics import RoundStats
 
@@ -88,16 +89,6 @@ class RoundCosts:
         return cls(draft_s=draft_s, verify_s=model.verify.predict_many(blocks + 1))
 
 
-def matched_prefix(draft: list[int], truth: list[int]) -> int:
-    """How many leading tokens of ``draft`` equal ``truth``'s."""
-    n = 0
-    for drafted, true in zip(draft, truth, strict=False):
-        if drafted != true:
-            break
-        n += 1
-    return n
-
-
 @torch.no_grad()
 def record_trace(drafter: Any, prompt_ids: torch.Tensor, output: list[int], steps: tuple[int, ...],
                  seed: int = 0) -> Trace:
@@ -113,7 +104,8 @@ def record_trace(drafter: Any, prompt_ids: torch.Tensor, output: list[int], step
             new = torch.tensor([output[t - 1 : t]], dtype=torch.long) if t else prompt_ids[:, :0]
             generator = torch.Generator(device=drafter.device).manual_seed(seed * 1_000_003 + t)
             draft = session.propose(new, min(width, n - t), step_count, generator)
-            reach[s, t] = matched_prefix(draft.tokens[0].tolist(), output[t:])
+            truth = torch.tensor([output[t : t + draft.tokens.shape[1]]], device=draft.tokens.device)
+            reach[s, t] = int(accepted_prefix_length(draft.tokens == truth)[0])
             row = draft.confidence()
             if row is not None:
                 confidence[s, t, : row.shape[1]] = row[0].float().cpu().numpy()
@@ -174,14 +166,16 @@ def replay(controller: Any, traces: list[Trace], costs: RoundCosts, first_round_
     return Replayed(seconds=seconds, tokens=tokens, stats=tuple(played))
 
 
-def hindsight_seconds(trace: Trace, costs: RoundCosts) -> float:
+def hindsight_seconds(trace: Trace, costs: RoundCosts, plain_rounds: bool = True) -> float:
     """The least seconds to produce the trace's output knowing every L(t): dynamic programming
-    from the end, each position weighing every block 0..canvas (0: a plain verifier step) at
-    every recorded steps setting. ``best[t]`` is the least time from position t to the end."""
+    from the end, each position weighing every block 0..canvas (0: a plain verifier step; 1..
+    only, where a draft is possible, with ``plain_rounds=False``) at every recorded steps setting.
+    ``best[t]`` is the least time from position t to the end."""
     n, canvas = trace.length, costs.verify_s.shape[0] - 1
     best = np.zeros(n + 1)
     for t in range(n - 1, -1, -1):
-        blocks = np.arange(min(canvas, n - t - 1) + 1)  # [k]
+        top = min(canvas, n - t - 1)
+        blocks = np.arange(0 if plain_rounds or top == 0 else 1, top + 1)  # [k]
         options = [costs.draft_s[s, blocks] + costs.verify_s[blocks]
                    + best[np.minimum(t + np.minimum(blocks, trace.reach[s, t]) + 1, n)]
                    for s in range(len(trace.steps))]

@@ -543,11 +543,6 @@ class Adaptive:
         overall = shrunk_reach(reached.sum(0), proposed.sum(0), pooled, self.prior_strength)
         return expected_committed(regime), expected_committed(overall)
 
-    def rates(self, tokens: np.ndarray, seconds: np.ndarray | None = None) -> np.ndarray:
-        """``[R, G]`` predicted committed tokens per second per drafting setting and grid block size
-        (``seconds``: ``round_seconds()``, when the caller has it)."""
-        return tokens[:, self.grid] / (self.round_seconds() if seconds is None else seconds)
-
     def round_seconds(self) -> np.ndarray:
         """``[R, G]`` predicted seconds of a round per drafting setting and grid block size."""
         draft_s = self.cost.draft.predict_many(self.steps_used[:, None], self.grid[None, :])  # [R, G]
@@ -569,9 +564,9 @@ class Adaptive:
         few rounds at a rarely tried setting are mostly noise (a lucky fully accepted exploration
         round at 2 steps made the pocket pair's hot regime draft at twice the cost for no gain).
         """
-        seconds = self.round_seconds()
-        rates = self.rates(tokens, seconds)  # [R, G]
-        r = int(np.argmax(self.rates(overall, seconds).max(1))) if len(self.settings) > 1 else 0
+        seconds = self.round_seconds()  # [R, G]
+        rates = tokens[:, self.grid] / seconds  # [R, G]: predicted committed tokens per second
+        r = int(np.argmax((overall[:, self.grid] / seconds).max(1))) if len(self.settings) > 1 else 0
         g = int(np.argmax(rates[r]))
         steps, recycle = self.settings[r]
         return Choice(int(self.grid[g]), steps, recycle), float(rates[r, g])

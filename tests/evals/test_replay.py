@@ -11,7 +11,7 @@ from helpers import CANVAS, reference_greedy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from specdiff.drafts import Draft
-from specdiff.evals.replay import RoundCosts, Trace, hindsight_seconds, matched_prefix, record_trace, replay
+from specdiff.evals.replay import RoundCosts, Trace, hindsight_seconds, record_trace, replay
 
 from specdiff import SpeculativeDecoder
 from specdiff.controller import Adaptive, Fixed, Heuristic
@@ -90,13 +90,9 @@ def test_a_trace_of_the_real_drafter(drafter, verifier):
     np.testing.assert_array_equal(trace.reach, again.reach)  # seeded per position: it repeats
 
 
-def test_matched_prefix():
-    assert matched_prefix([1, 2, 3], [1, 2, 4, 5]) == 2
-    assert matched_prefix([1, 2], [1, 2, 3]) == 2 and matched_prefix([], [1]) == 0
-
-
-def brute_force_seconds(reach: np.ndarray, costs: RoundCosts) -> float:
-    """Every sequence of choices, by recursion: the least seconds from position t to the end."""
+def brute_force_seconds(reach: np.ndarray, costs: RoundCosts, plain_rounds: bool = True) -> float:
+    """Every sequence of choices, by recursion: the least seconds from position t to the end
+    (without ``plain_rounds``, a block of 0 only where no draft fits before the output's end)."""
     settings, n = reach.shape
     canvas = costs.verify_s.shape[0] - 1
 
@@ -104,8 +100,10 @@ def brute_force_seconds(reach: np.ndarray, costs: RoundCosts) -> float:
     def least(t: int) -> float:
         if t >= n:
             return 0.0
+        top = min(canvas, n - t - 1)
+        blocks = [k for k in range(top + 1) if plain_rounds or k > 0 or top == 0]
         return min(costs.draft_s[s, k] + costs.verify_s[k] + least(t + min(k, int(reach[s, t])) + 1)
-                   for s in range(settings) for k in range(min(canvas, n - t - 1) + 1))
+                   for s in range(settings) for k in blocks)
 
     return least(0)
 
@@ -131,10 +129,13 @@ def test_the_hindsight_bound_is_the_best_sequence_of_choices(case):
     )
     trace = Trace(steps=tuple(range(1, len(rows) + 1)), reach=reach, confidence=np.full((len(rows), n, canvas), 0.5))
     bound = hindsight_seconds(trace, costs)
+    drafting = hindsight_seconds(trace, costs, plain_rounds=False)
     assert bound == pytest.approx(brute_force_seconds(reach, costs))
-    # No controller beats it on the same trace and costs.
+    assert drafting == pytest.approx(brute_force_seconds(reach, costs, plain_rounds=False))
+    assert bound <= drafting + 1e-12
+    # No controller beats it on the same trace and costs, nor one that always drafts the bound without plain rounds.
     for make in (Heuristic, *(lambda k=k: Fixed(k, 1) for k in range(1, canvas + 1))):
-        assert bound <= replay(make(), [trace], costs, [0.0]).seconds + 1e-12
+        assert drafting <= replay(make(), [trace], costs, [0.0]).seconds + 1e-12
 
 
 def test_replayed_adaptive_learns_from_the_replayed_costs():
