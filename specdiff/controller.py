@@ -308,8 +308,8 @@ class Adaptive:
     # it is off unless asked for: (False, True) lets the policy learn whether it pays.
     recycle_options: tuple[bool, ...] = (False,)
     # Each exploration round is a worse choice run on purpose (a step up doubles the drafting):
-    # one in 32 rounds replayed 2-3% faster than one in 16 on the pocket pair's code and
-    # functions suites (benchmarks/controller_replay.py traces).
+    # one in 32 rounds replayed 6% faster than one in 16 on the pocket pair's code suite, 1% on
+    # functions, the same on prose (benchmarks/controller_replay.py's ablation row, one run).
     explore_every: int = 32
     hysteresis: float = 0.1
     probe_after: int = 8
