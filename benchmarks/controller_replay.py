@@ -1,21 +1,24 @@
 """How close do the controllers come to the best any controller could do? Prints a table.
 
-    python benchmarks/controller_replay.py                      # code suite, 8 prompts x 256 tokens, ~4 minutes
+    python benchmarks/controller_replay.py                      # code suite, 8 prompts x 256 tokens, ~5 minutes
     python benchmarks/controller_replay.py --suite prose --steps 1 2
 
-1. Measured: ``Heuristic``, ``Fixed(block, 1)`` and ``Adaptive`` (one instance across prompts, as
-   a decoder keeps its own) decode each prompt greedily, interleaved in a shuffled order per
-   prompt; tokens/s, and the controller's own milliseconds per round (choose, cut, observe).
+1. Measured: ``Heuristic``, ``Fixed(block, 1)``, ``Adaptive`` (one instance across prompts, as a
+   decoder keeps its own) and, when the traces record 0 steps, ``Fixed(block, 0)`` (the context
+   lookup's guess alone) decode each prompt greedily, interleaved in a shuffled order per prompt;
+   tokens/s, and the controller's own milliseconds per round (choose, cut, observe).
 2. Traces (``specdiff.evals.replay``): a full canvas drafted at every position of each output, at
-   each ``--steps`` setting; saved to ``--traces`` and reused by later runs (delete to redo).
+   each ``--steps`` setting (0: the lookup's guess); saved to ``--traces`` and reused by later
+   runs (delete to redo).
 3. Replayed: the same controllers run on the traces, each round timed by a cost model fitted on
    every measured round (controller compute and timing noise left out). Replayed beside measured
    says how far a replay is to be trusted; replays then compare controller designs in seconds.
 4. Hindsight: the least time any choice of block and steps per round could take, knowing every
    round's acceptance in advance (``hindsight_seconds``). No online controller can beat it here.
-Replayed only: Adaptive without its cut, without escalation, and exploring twice as often, to
-show what each choice adds; and the bound without plain rounds (every round drafts), to split
-what foresight gains into knowing where a run ends and knowing when not to draft at all.
+Replayed only: the best fixed block x steps on the traces (a grid); Adaptive without the lookup,
+without its cut, without escalation, and exploring twice as often, to show what each choice adds;
+and the bound without plain rounds (every round drafts), to split what foresight gains into
+knowing where a run ends and knowing when not to draft at all.
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ class Timed:
         self.seconds += time.perf_counter() - start
         return result
 
-    def reset(self, canvas_length: int) -> None:
-        self.inner.reset(canvas_length)
+    def reset(self, canvas_length: int, min_steps: int = 1) -> None:
+        self.inner.reset(canvas_length, min_steps)
 
     def choose(self):
         return self._timed(self.inner.choose)
@@ -67,16 +70,18 @@ def load_traces(path: Path, steps: tuple[int, ...]) -> list[Trace] | None:
     if not path.is_file():
         return None
     saved = np.load(path)
-    if tuple(saved["steps"].tolist()) != steps:
+    if tuple(saved["steps"].tolist()) != steps or "offered0" not in saved:
         return None
     count = int(saved["count"])
-    return [Trace(steps=steps, reach=saved[f"reach{i}"], confidence=saved[f"confidence{i}"]) for i in range(count)]
+    return [Trace(steps=steps, reach=saved[f"reach{i}"], confidence=saved[f"confidence{i}"],
+                  offered=saved[f"offered{i}"]) for i in range(count)]
 
 
 def save_traces(path: Path, traces: list[Trace]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"reach{i}": t.reach for i, t in enumerate(traces)}
     arrays |= {f"confidence{i}": t.confidence.astype(np.float32) for i, t in enumerate(traces)}
+    arrays |= {f"offered{i}": t.offered for i, t in enumerate(traces)}
     np.savez_compressed(path, steps=np.array(traces[0].steps), count=len(traces), **arrays)
 
 
@@ -86,7 +91,10 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--block-size", type=int, default=16, help="the fixed block measured beside the others")
-    parser.add_argument("--steps", type=int, nargs="+", default=[1, 2], help="denoising steps the traces record")
+    parser.add_argument("--steps", type=int, nargs="+", default=[0, 1, 2],
+                        help="denoising steps the traces record (0: the context lookup's guess)")
+    parser.add_argument("--grid-blocks", type=int, nargs="+", default=[4, 8, 16, 32, 64],
+                        help="block sizes of the replayed fixed grid (x every recorded steps setting)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--traces", type=Path, help="trace file (default benchmarks/results/traces_SUITE.npz)")
     parser.add_argument("--out", type=Path, help="CSV of the table (default benchmarks/results/replay_SUITE.csv)")
@@ -100,6 +108,8 @@ def main() -> None:
     prompts = [decoder.encode_prompt(p.prompt) for p in load_suite(args.suite).prompts[: args.prompts]]
     fixed = f"fixed {args.block_size} x 1"
     makers = {"heuristic": Heuristic, fixed: lambda: Fixed(args.block_size, 1), "adaptive": Adaptive}
+    if 0 in steps:  # the context lookup alone, undenoised: what the 0-step setting offers by itself
+        makers[f"lookup {args.block_size} (0 steps)"] = lambda: Fixed(args.block_size, 0)
     shared = {"adaptive": Timed(Adaptive())}  # one policy across prompts, as the bench runs it
     timers = {name: shared.get(name) or Timed(makers[name]()) for name in makers}
 
@@ -123,7 +133,9 @@ def main() -> None:
         first_extra.append(results[fixed].stats[0])
     costs = RoundCosts.fitted(rounds, steps, canvas)
     # The first round's prompt encoding: its seconds beyond what the fit predicts for such a round.
-    extra = [max(s.total_s - costs.draft_s[0, s.block_size] - costs.verify_s[s.proposed], 0.0) for s in first_extra]
+    one_step = min(range(len(steps)), key=lambda i: abs(steps[i] - 1))  # the fixed block's row
+    extra = [max(s.total_s - costs.draft_s[one_step, s.block_size] - costs.verify_s[s.proposed], 0.0)
+             for s in first_extra]
 
     traces = load_traces(trace_path, steps)
     stale = traces is None or [t.length for t in traces] != [len(o) for o in outputs]
@@ -140,12 +152,19 @@ def main() -> None:
                      "controller ms/round": 1e3 * timers[name].seconds / max(timers[name].rounds, 1)})
     # Replayed only: what each part of Adaptive adds.
     nan = float("nan")
-    ablations = {"adaptive, cut off": lambda: Adaptive(cut_on_confidence=False),
+    ablations = {"adaptive, no lookup (steps 1+)": lambda: Adaptive(steps_options=(1, 2, 4, 8)),
+                 "adaptive, cut off": lambda: Adaptive(cut_on_confidence=False),
                  "adaptive, no escalation": lambda: Adaptive(escalate=False),
                  "adaptive, exploring 1 round in 16": lambda: Adaptive(explore_every=16)}
     for name, make in ablations.items():
         rows.append({"controller": name, "measured tok/s": nan,
                      "replayed tok/s": replay(make(), traces, costs, extra).tokens_per_s, "controller ms/round": nan})
+    # The best fixed setting, as the bench's grid would find it, but found on the traces themselves.
+    fixed_grid = {(block, s): replay(Fixed(block, s), traces, costs, extra).tokens_per_s
+                  for block in args.grid_blocks for s in steps}
+    (block, s), best_fixed = max(fixed_grid.items(), key=lambda item: item[1])
+    rows.append({"controller": f"best fixed on the traces: {block} x {s}", "measured tok/s": nan,
+                 "replayed tok/s": best_fixed, "controller ms/round": nan})
     total = sum(t.length for t in traces)
     for name, plain in (("hindsight bound", True), ("hindsight bound, drafting every round", False)):
         bound = sum(hindsight_seconds(t, costs, plain) + e for t, e in zip(traces, extra, strict=True))

@@ -109,11 +109,18 @@ class DraftSession(Protocol):
         generator: torch.Generator,
         recycle_canvas: bool = False,
     ) -> Draft:
-        """Append ``new_tokens`` ``[B, n]`` (committed since the last call) and propose ``block_size`` tokens."""
+        """Append ``new_tokens`` ``[B, n]`` (committed since the last call) and propose up to
+        ``block_size`` tokens (fewer, even none, only where the drafter has nothing to offer: a
+        0-step round without a context lookup guess)."""
 
 
 class DraftEngine(Protocol):
-    """A drafter: a canvas length, a vocabulary, and sessions that start from a prompt."""
+    """A drafter: a canvas length, a vocabulary, and sessions that start from a prompt.
+
+    Optional: ``min_denoising_steps`` (1 when absent), the fewest denoising steps a round may ask
+    for. A drafter that can propose without running its model at all (the diffusion drafter's
+    context lookup, at 0 steps) says 0; the decoder then lets controllers choose 0.
+    """
 
     canvas_length: int
     vocab_size: int

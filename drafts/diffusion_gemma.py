@@ -22,6 +22,17 @@ the starting canvas; the proposal is still the denoised output and the distribut
 from, so losslessness does not depend on it. The pocket drafter is trained for it (its
 ``drafter_seeded`` stage).
 
+A round may ask for 0 denoising steps when the drafter has a context lookup: it then proposes the
+lookup's guess itself, the canvas it would start from, without running the model (``min_denoising_steps``
+is 0). The guess is a deterministic function of the committed tokens, so its distribution is
+one-hot and the acceptance test stays exact under sampling. Where the context holds no earlier
+occurrence of its last tokens there is no guess, and the round proposes nothing (the decoder then
+runs a plain verifier step). The committed tokens of such rounds wait in the session and are
+encoded by the next round that runs the model, in the same single call. Why: a verifier's output
+often repeats its context, and copying costs nothing; on the pocket pair the lookup's guess
+reaches further than the denoised draft at most positions, since the small verifier loops.
+The controller decides, round by round, which pays (``specdiff.controller.Adaptive``).
+
 Each denoising step follows transformers' reference sampler
 (``transformers.models.diffusion_gemma.generation_diffusion_gemma``): logits divided by the linear
 temperature schedule, a token drawn per position, the entropy-bound sampler keeping the
@@ -145,6 +156,11 @@ class DiffusionGemmaDrafter:
                    encoder_first_token=encoder_first_token, context_seed=context_seed)
 
     @property
+    def min_denoising_steps(self) -> int:
+        """0 when the drafter has a context lookup (a 0-step round proposes its guess), else 1."""
+        return 0 if self.context_seed is not None else 1
+
+    @property
     def device(self) -> torch.device:
         return self.model.get_input_embeddings().weight.device
 
@@ -224,10 +240,15 @@ class DiffusionDraftSession:
         drafter = self.drafter
         canvas_length = drafter.canvas_length
         assert 1 <= block_size <= canvas_length, f"block_size {block_size} outside 1..{canvas_length}"
-        assert denoising_steps >= 1, "denoising_steps must be >= 1"
+        assert denoising_steps >= drafter.min_denoising_steps, (
+            f"denoising_steps must be >= {drafter.min_denoising_steps} for this drafter"
+        )
         pending = torch.cat([self.unencoded, new_tokens.to(self.device)], dim=1)  # [B, n]
         if new_tokens.shape[1]:
             self.history = torch.cat([self.history, new_tokens.to(self.device)], dim=1)
+        if denoising_steps == 0:
+            self.unencoded = pending  # encoded by the next round that runs the model
+            return self._lookup_draft(block_size)
         batch, n_pending = pending.shape
         start = self.encoded_length
         position_ids = torch.arange(start, start + n_pending, device=self.device)[None]
@@ -281,3 +302,13 @@ class DiffusionDraftSession:
             tokens = sample_categorical(probs, generator)
         # ``head`` is the distribution's logits: the draft's confidence comes from it, on demand.
         return Draft(tokens=tokens, probs=probs, denoising_steps_used=steps_used, scores=head)
+
+    def _lookup_draft(self, block_size: int) -> Draft:
+        """The context lookup's guess at the next ``block_size`` tokens, proposed as it is: a
+        one-hot draft without confidence, ``[B, block_size]``, or ``[B, 0]`` when a row has no guess."""
+        seed = self.drafter.context_seed
+        assert seed is not None, "a 0-step draft needs the context lookup"
+        guesses = [context_continuation(row, block_size, seed) for row in self.history]
+        if min(guess.shape[0] for guess in guesses) == 0:
+            return Draft(tokens=self.history[:, :0], probs=None, denoising_steps_used=0)
+        return Draft(tokens=torch.stack(guesses), probs=None, denoising_steps_used=0)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from specdiff.evals.suites import Suite
 from specdiff.evals.sweep import (
     check_models_and_out,
     check_run_limits,
+    check_steps_supported,
     output_hash,
     progress_bar,
     suite_to_run,
@@ -59,7 +60,8 @@ class BenchConfig:
     limit: int | None = None
     threads: int | None = None
     grid_block_sizes: tuple[int, ...] = (4, 8, 16, 32)
-    grid_steps: tuple[int, ...] = (1, 2)
+    # 0: the drafter's context lookup guess, undenoised (skipped for a drafter without a lookup).
+    grid_steps: tuple[int, ...] = (0, 1, 2)
     grid_prompts: int = 6
     drafter: str | None = None
     verifier: str | None = None
@@ -236,8 +238,8 @@ def check_bench(config: BenchConfig, canvas_length: int | None = None) -> Suite:
         raise SpecdiffError(f"--grid-prompts must be >= 1 (got {config.grid_prompts})")
     if not config.grid_block_sizes or not config.grid_steps:
         raise SpecdiffError("the grid needs at least one block size and one step count")
-    if min(config.grid_block_sizes) < 1 or min(config.grid_steps) < 1:
-        raise SpecdiffError("grid block sizes and steps must be >= 1")
+    if min(config.grid_block_sizes) < 1 or min(config.grid_steps) < 0:
+        raise SpecdiffError("grid block sizes must be >= 1 and steps >= 0 (0: the context lookup)")
     check_models_and_out(config.drafter, config.verifier, config.out, (".csv", ".parquet"))
     if (
         config.drafter is not None
@@ -304,6 +306,10 @@ def run_bench(
         from specdiff.cli import load_decoder
 
         decoder = load_decoder(config.drafter, config.verifier)
+    # The default grid tries 0 steps (the context lookup); a drafter without one runs the rest.
+    runnable = tuple(s for s in config.grid_steps if s >= decoder.min_steps)
+    check_steps_supported(runnable or config.grid_steps, decoder.min_steps, "--grid-steps")
+    config = replace(config, grid_steps=runnable)
     ctx = BenchContext(decoder, config.max_new_tokens)
     if any(BENCH_METHODS[m].needs_ar_drafter for m in methods):
         ctx.ar_drafter = (

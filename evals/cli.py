@@ -64,7 +64,10 @@ _SUITE_HELP = "A shipped suite (code, functions, prose), or a .jsonl / .csv / .p
 def sweep(
     suite: str = typer.Option(_SWEEP["suite"], help=_SUITE_HELP),
     block_sizes: str = typer.Option(_joined(_SWEEP["block_sizes"]), help="Draft tokens per round, comma-separated."),
-    steps: str = typer.Option(_joined(_SWEEP["denoising_steps"]), help="Caps on denoising steps, comma-separated."),
+    steps: str = typer.Option(
+        _joined(_SWEEP["denoising_steps"]),
+        help="Caps on denoising steps, comma-separated (0: the context lookup's guess, undenoised).",
+    ),
     temperatures: str = typer.Option(_joined(_SWEEP["temperatures"]), help="0 = greedy; comma-separated."),
     seeds: str = typer.Option(_joined(_SWEEP["seeds"]), help="Seeds (drafter noise and sampling), comma-separated."),
     max_new_tokens: int = typer.Option(
@@ -229,7 +232,10 @@ def bench(
     limit: int | None = typer.Option(_BENCH["limit"], help="Run only the suite's first N prompts."),
     threads: int | None = typer.Option(_BENCH["threads"], help="torch CPU threads (default: torch's choice)."),
     grid_block_sizes: str = typer.Option(_joined(_BENCH["grid_block_sizes"]), help="fixed_best's grid: block sizes."),
-    grid_steps: str = typer.Option(_joined(_BENCH["grid_steps"]), help="fixed_best's grid: denoising steps."),
+    grid_steps: str = typer.Option(
+        _joined(_BENCH["grid_steps"]),
+        help="fixed_best's grid: denoising steps (0: the context lookup's guess; skipped for a drafter without one).",
+    ),
     grid_prompts: int = typer.Option(_BENCH["grid_prompts"], help="fixed_best's grid runs on the first N prompts."),
     drafter: str | None = typer.Option(_BENCH["drafter"], help="Drafter folder or hub id (default: pocket)."),
     verifier: str | None = typer.Option(_BENCH["verifier"], help="Verifier folder or hub id (default: pocket)."),

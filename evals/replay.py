@@ -42,17 +42,24 @@ class Trace:
         steps: the denoising-steps settings drafted, ascending.
         reach: ``[S, n]`` int: L(t) per setting, the leading draft tokens equal to the output's.
         confidence: ``[S, n, C]`` float: the drafter's confidence per canvas position (NaN past
-            the output's end, where nothing was drafted).
+            the output's end, where nothing was drafted, and for a draft without confidence: the
+            context lookup's, at 0 steps).
+        offered: ``[S, n]`` bool: whether the drafter proposed anything (a 0-step round proposes
+            nothing where the context lookup has no guess); None: everywhere.
     """
 
     steps: tuple[int, ...]
     reach: np.ndarray
     confidence: np.ndarray
+    offered: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         settings, n = self.reach.shape
         assert settings == len(self.steps) and list(self.steps) == sorted(set(self.steps)), "one row per setting"
         assert self.confidence.shape[:2] == (settings, n), "confidence must be [S, n, C]"
+        if self.offered is None:
+            object.__setattr__(self, "offered", np.ones((settings, n), dtype=bool))
+        assert self.offered.shape == (settings, n), "offered must be [S, n]"
 
     @property
     def length(self) -> int:
@@ -84,7 +91,7 @@ class RoundCosts:
         for stats in rounds:
             model = model.updated(stats)
         blocks = np.arange(canvas_length + 1)
-        draft_s = np.stack([np.where(blocks > 0, model.draft.predict_many(np.full(len(blocks), s), blocks), 0.0)
+        draft_s = np.stack([np.where(blocks > 0, model.draft_many(np.full(len(blocks), s), blocks), 0.0)
                             for s in steps])
         return cls(draft_s=draft_s, verify_s=model.verify.predict_many(blocks + 1))
 
@@ -97,6 +104,7 @@ def record_trace(drafter: Any, prompt_ids: torch.Tensor, output: list[int], step
     ``seed`` and the position, so a trace repeats exactly."""
     width, n = drafter.canvas_length, len(output)
     reach = np.zeros((len(steps), n), dtype=np.int64)
+    offered = np.ones((len(steps), n), dtype=bool)
     confidence = np.full((len(steps), n, width), np.nan)
     for s, step_count in enumerate(steps):
         session = drafter.session(prompt_ids, greedy=True)
@@ -105,11 +113,13 @@ def record_trace(drafter: Any, prompt_ids: torch.Tensor, output: list[int], step
             generator = torch.Generator(device=drafter.device).manual_seed(seed * 1_000_003 + t)
             draft = session.propose(new, min(width, n - t), step_count, generator)
             truth = torch.tensor([output[t : t + draft.tokens.shape[1]]], device=draft.tokens.device)
-            reach[s, t] = int(accepted_prefix_length(draft.tokens == truth)[0])
+            offered[s, t] = draft.tokens.shape[1] > 0
+            if offered[s, t]:
+                reach[s, t] = int(accepted_prefix_length(draft.tokens == truth)[0])
             row = draft.confidence()
             if row is not None:
                 confidence[s, t, : row.shape[1]] = row[0].float().cpu().numpy()
-    return Trace(steps=tuple(steps), reach=reach, confidence=confidence)
+    return Trace(steps=tuple(steps), reach=reach, confidence=confidence, offered=offered)
 
 
 @dataclass(frozen=True)
@@ -132,31 +142,35 @@ class Replayed:
 def replay(controller: Any, traces: list[Trace], costs: RoundCosts, first_round_extra_s: list[float]) -> Replayed:
     """Run ``controller`` over each trace as the decode loop would, timing rounds by ``costs``.
 
-    ``first_round_extra_s[i]``: seconds added to trace i's first drafting round (encoding the
-    prompt, which the cost fit leaves out). The controller is reset per trace and kept across
-    them, as a decoder keeps its own.
+    ``first_round_extra_s[i]``: seconds added to trace i's first round that runs the drafter's
+    model (encoding the prompt, which the cost fit leaves out). The controller is reset per trace
+    and kept across them, as a decoder keeps its own; it may choose 0 steps (the context lookup)
+    when the traces recorded them.
     """
     canvas = costs.verify_s.shape[0] - 1
     seconds, tokens, played = 0.0, 0, []
     for trace, extra in zip(traces, first_round_extra_s, strict=True):
         assert trace.confidence.shape[2] == canvas, "the costs and the trace must share the canvas length"
-        controller.reset(canvas)
-        t, drafted, rounds = 0, False, []
+        controller.reset(canvas, 0 if trace.steps[0] == 0 else 1)
+        t, encoded, rounds = 0, False, []
         while t < trace.length:
             choice = controller.choose()
             k = min(choice.block_size, trace.length - t - 1)  # a round never drafts past the end
             row = trace.setting(choice.denoising_steps)
             kept, draft_s = k, 0.0
             if k > 0:
-                draft_s = costs.draft_s[row, k] + (0.0 if drafted else extra)
-                drafted = True
+                runs_model = trace.steps[row] > 0
+                draft_s = costs.draft_s[row, k] + (extra if runs_model and not encoded else 0.0)
+                encoded = encoded or runs_model
                 cut = getattr(controller, "cut", None)
-                if cut is not None and k >= 2:
+                if not trace.offered[row, t]:
+                    kept = 0  # nothing proposed: the round verifies the pending token alone
+                elif cut is not None and k >= 2 and not np.isnan(trace.confidence[row, t, 0]):
                     kept = int(cut(trace.confidence[row, t, :k], trace.steps[row]))
             accepted = min(kept, int(trace.reach[row, t]))
             steps = trace.steps[row] if k > 0 else 0
             stats = RoundStats(len(rounds), k, steps, steps, kept, accepted, accepted + 1, draft_s,
-                               float(costs.verify_s[kept]), 0.0, choice.recycle_canvas and k > 0)
+                               float(costs.verify_s[kept]), 0.0, choice.recycle_canvas and kept > 0)
             controller.observe(stats)
             rounds.append(stats)
             seconds += stats.total_s

@@ -179,6 +179,15 @@ def suite_to_run(name: str, limit: int | None, largest_block: int, what: str, dr
     return suite if limit is None else Suite(suite.name, suite.prompts[:limit])
 
 
+def check_steps_supported(steps: tuple[int, ...], min_steps: int, flag: str) -> None:
+    """Refuse 0 denoising steps (the context lookup's guess) for a drafter without a lookup."""
+    if min(steps) < min_steps:
+        raise SpecdiffError(
+            f"{flag} includes 0 denoising steps (the drafter's context lookup guess), and this drafter has no "
+            "context lookup; drop 0 from the list, or use a diffusion drafter with context_seed on"
+        )
+
+
 def check_sweep(config: SweepConfig, canvas_length: int | None = None) -> Suite:
     """Refuse bad arguments, naming the fix; returns the suite to run (cut to ``limit``)."""
     from specdiff.sampling import SamplingConfig
@@ -188,8 +197,10 @@ def check_sweep(config: SweepConfig, canvas_length: int | None = None) -> Suite:
             raise SpecdiffError(f"--{name.replace('_', '-')} is empty; give at least one value")
     if min(config.block_sizes) < 1:
         raise SpecdiffError(f"block sizes must be >= 1 (got {min(config.block_sizes)})")
-    if min(config.denoising_steps) < 1:
-        raise SpecdiffError(f"denoising steps must be >= 1 (got {min(config.denoising_steps)})")
+    if min(config.denoising_steps) < 0:
+        raise SpecdiffError(
+            f"denoising steps must be >= 0 (got {min(config.denoising_steps)}); 0 is the context lookup's guess"
+        )
     check_run_limits(config.max_new_tokens, config.limit, config.threads)
     for temperature in config.temperatures:
         SamplingConfig(temperature, config.top_k or None, config.top_p)
@@ -488,6 +499,7 @@ def run_sweep(
             from specdiff.cli import load_decoder
 
             decoder = load_decoder(config.drafter, config.verifier)
+        check_steps_supported(config.denoising_steps, decoder.min_steps, "--steps")
         prompt_ids = _encode_all(decoder, suite, config.max_new_tokens)
         _warm_up(decoder, prompt_ids[suite.prompts[0].id], config)
         with progress_bar(progress, len(pending), "sweep") as advance:

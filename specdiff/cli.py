@@ -134,7 +134,9 @@ def generate(
         _GEN_DEFAULTS["block_size"], help="Draft tokens per round (1..canvas). Default: the controller's."
     ),
     steps: int | None = typer.Option(
-        _GEN_DEFAULTS["denoising_steps"], help="Cap on denoising steps per round. Default: the controller's."
+        _GEN_DEFAULTS["denoising_steps"],
+        help="Cap on denoising steps per round (0: the context lookup's guess, undenoised). "
+        "Default: the controller's.",
     ),
     temperature: float = typer.Option(_GEN_DEFAULTS["temperature"], help="0 = greedy."),
     top_k: int | None = typer.Option(_GEN_DEFAULTS["top_k"], help="Verifier top-k (unset: none)."),

@@ -35,8 +35,9 @@ class Choice:
 
 
 class Controller(Protocol):
-    def reset(self, canvas_length: int) -> None:
-        """Called at the start of each generation with the drafter's canvas length."""
+    def reset(self, canvas_length: int, min_steps: int = 1) -> None:
+        """Called at the start of each generation with the drafter's canvas length and the fewest
+        denoising steps it can run (0: it can propose its context lookup's guess without denoising)."""
 
     def choose(self) -> Choice:
         """The next round's block size and denoising steps."""
@@ -50,15 +51,20 @@ class Controller(Protocol):
     #     confidence ``[K]`` in each position; called between ``choose`` and ``observe``."""
 
 
-def check_block_and_steps(block_size: int, denoising_steps: int, canvas_length: int) -> None:
+def check_block_and_steps(block_size: int, denoising_steps: int, canvas_length: int, min_steps: int = 1) -> None:
     """Refuse a block size or step count the drafter cannot run, naming the fix."""
     if not 1 <= block_size <= canvas_length:
         raise SpecdiffError(
             f"block_size must be between 1 and the drafter's canvas length {canvas_length} "
             f"(got {block_size}); pick a block size in that range"
         )
-    if denoising_steps < 1:
-        raise SpecdiffError(f"denoising_steps must be >= 1 (got {denoising_steps})")
+    if denoising_steps == 0 and min_steps > 0:
+        raise SpecdiffError(
+            "denoising_steps 0 proposes the drafter's context lookup guess, and this drafter has no "
+            "context lookup; use 1 or more steps, or a diffusion drafter with context_seed on"
+        )
+    if denoising_steps < 0:
+        raise SpecdiffError(f"denoising_steps must be >= 0 (got {denoising_steps})")
 
 
 @dataclass
@@ -69,8 +75,8 @@ class Fixed:
     denoising_steps: int = 1
     recycle_canvas: bool = False
 
-    def reset(self, canvas_length: int) -> None:
-        check_block_and_steps(self.block_size, self.denoising_steps, canvas_length)
+    def reset(self, canvas_length: int, min_steps: int = 1) -> None:
+        check_block_and_steps(self.block_size, self.denoising_steps, canvas_length, min_steps)
 
     def choose(self) -> Choice:
         return Choice(self.block_size, self.denoising_steps, self.recycle_canvas)
@@ -93,8 +99,8 @@ class Heuristic:
     block_size: int = field(default=0, init=False)
     canvas_length: int = field(default=0, init=False)
 
-    def reset(self, canvas_length: int) -> None:
-        check_block_and_steps(1, self.denoising_steps, canvas_length)
+    def reset(self, canvas_length: int, min_steps: int = 1) -> None:
+        check_block_and_steps(1, self.denoising_steps, canvas_length, min_steps)
         if self.start_block_size < 1:
             raise SpecdiffError(f"start_block_size must be >= 1 (got {self.start_block_size})")
         self.canvas_length = canvas_length
@@ -303,7 +309,8 @@ class Adaptive:
     """
 
     start_block_size: int = 16
-    steps_options: tuple[int, ...] = (1, 2, 4, 8)
+    # 0: the drafter's context lookup guess, undenoised (only with a drafter that has one).
+    steps_options: tuple[int, ...] = (0, 1, 2, 4, 8)
     # Canvas recycling lowered acceptance on the pocket pair (benchmarks/controller_bench.py), so
     # it is off unless asked for: (False, True) lets the policy learn whether it pays.
     recycle_options: tuple[bool, ...] = (False,)
@@ -327,8 +334,8 @@ class Adaptive:
     escalate: bool = True
 
     def __post_init__(self) -> None:
-        if not self.steps_options or min(self.steps_options) < 1:
-            raise SpecdiffError(f"steps_options must be non-empty, each >= 1 (got {self.steps_options})")
+        if not self.steps_options or min(self.steps_options) < 0:
+            raise SpecdiffError(f"steps_options must be non-empty, each >= 0 (got {self.steps_options})")
         if not self.recycle_options:
             raise SpecdiffError("recycle_options must name at least one of False, True")
         if self.start_block_size < 1 or self.explore_every < 2:
@@ -343,20 +350,33 @@ class Adaptive:
         # (``regime_of``), and one for a generation's start (nothing drafted yet), the last index.
         self.regimes = 2 * (len(self.regime_edges) + 1) + 1
         self.fresh = self.regimes - 1
-        # Drafting settings, the rows R of the acceptance counts: (denoising steps, recycle canvas).
-        steps = sorted(set(self.steps_options))
-        self.settings = [(s, r) for s in steps for r in dict.fromkeys(self.recycle_options)]
+        self.settings: list[tuple[int, bool]] = []  # set by reset: it depends on the drafter
+        self.min_steps = -1
         self.cost = CostModel()
         self.canvas_length = 0
         self.warmed_up = False
 
     # -- the protocol ------------------------------------------------------------------------------
 
-    def reset(self, canvas_length: int) -> None:
+    def reset(self, canvas_length: int, min_steps: int = 1) -> None:
         check_block_and_steps(1, 1, canvas_length)
-        if canvas_length != self.canvas_length or not self.warmed_up:
+        if canvas_length != self.canvas_length or min_steps != self.min_steps or not self.warmed_up:
             # The first generation (or another drafter): learn everything afresh, after a warm-up.
-            self.canvas_length = canvas_length
+            self.canvas_length, self.min_steps = canvas_length, min_steps
+            # Drafting settings, the rows R of the acceptance counts: (denoising steps, recycle
+            # canvas); 0 steps (the context lookup) only where the drafter offers it, and never
+            # recycled (a lookup has no canvas to recycle).
+            steps = sorted(s for s in set(self.steps_options) if s >= min_steps)
+            if not steps:
+                raise SpecdiffError(
+                    f"none of Adaptive's steps_options {self.steps_options} can run on this drafter "
+                    f"(fewest steps it runs: {min_steps}); add a step count of {max(min_steps, 1)} or more"
+                )
+            recycles = list(dict.fromkeys(self.recycle_options))
+            self.settings = [(s, r) for s in steps for r in (recycles if s > 0 else [False])]
+            # Rows whose estimates pool together (``_expected_tokens``): the lookup's, the model's.
+            self.families = [rows for rows in ([i for i, (s, _) in enumerate(self.settings) if s == 0],
+                                               [i for i, (s, _) in enumerate(self.settings) if s > 0]) if rows]
             self.cost = CostModel()
             self.grid = np.array(block_grid(canvas_length))  # [G]
             # [S * R, P]: row regime * R + setting, column draft position.
@@ -404,7 +424,7 @@ class Adaptive:
             return replace(best, block_size=max(best.block_size, min(self.start_block_size, self.canvas_length)))
         if (self.rounds_seen - len(self.warmup)) % self.explore_every == self.explore_every - 1:
             return self._neighbour()
-        if self.escalate and self.binding and self._cutting():
+        if self.escalate and self.binding and self.current.denoising_steps > 0 and self._cutting():
             # The last round's whole block was accepted, so its run went on past the block: how
             # far is censored, and only a longer block can tell. With the cut guarding what is
             # verified, drafting further costs only the drafter's wider LM head.
@@ -436,9 +456,13 @@ class Adaptive:
 
     def observe(self, stats: RoundStats) -> None:
         keep = 1.0 - 1.0 / self.memory
-        drafted = stats.proposed > 0
+        # A lookup round that found no guess proposed nothing, yet it was a drafting attempt: it
+        # teaches that the lookup offers nothing here (position 0 not reached).
+        drafted = stats.block_size > 0 and (stats.proposed > 0 or stats.denoising_steps == 0)
         self.cost = self.cost.updated(stats, teach_draft=self.drafted_last)
-        self.drafted_last = drafted
+        # Only a round that ran the model encoded the committed tokens: after any other, the next
+        # model round also encodes what was committed meanwhile, so its seconds stay out of the fit.
+        self.drafted_last = stats.denoising_steps_used > 0
         # Evidence goes stale with time, for every setting: one not tried lately must not keep the
         # estimates of a long-gone easy stretch, and after a plain stretch a probe must count.
         self.reached *= keep
@@ -454,7 +478,7 @@ class Adaptive:
             self._calibrate(stats)
             # The block accepted whole, uncut: the run was stopped by the block, not the drafter.
             self.binding = stats.block_size if stats.accepted >= stats.proposed == stats.block_size else 0
-            regime = regime_of(min(stats.accepted, stats.proposed), stats.proposed, self.regime_edges)
+            regime = regime_of(min(stats.accepted, stats.proposed), max(stats.proposed, 1), self.regime_edges)
             entered, self.regime = regime != self.regime, regime
             self.plain_streak = 0  # plain rounds are counted since the last draft
         else:
@@ -481,11 +505,19 @@ class Adaptive:
     # -- the model ---------------------------------------------------------------------------------
 
     def _warmup_schedule(self) -> list[Choice]:
+        """Two rounds at the fewest model steps; one at the cheapest other setting: the context
+        lookup (0 steps) where the drafter has one, else the next step count (the draft fit's slope
+        in steps, which otherwise keeps its prior, proportional to steps, until an exploration
+        round measures it); a small block and a plain round (the verify fit's slope)."""
         k = min(self.start_block_size, self.canvas_length)
-        (s0, r0), steps = self.settings[0], sorted({s for s, _ in self.settings})
+        steps = sorted({s for s, _ in self.settings})
+        model_steps = [s for s in steps if s > 0] or steps
+        s0, r0 = model_steps[0], next(r for s, r in self.settings if s == model_steps[0])
         schedule = [Choice(k, s0, r0), Choice(k, s0, r0)]
-        if len(steps) > 1:
-            schedule.append(Choice(k, steps[1], r0))
+        if steps[0] == 0 and s0 > 0:
+            schedule.append(Choice(k, 0, False))
+        elif len(model_steps) > 1:
+            schedule.append(Choice(k, model_steps[1], r0))
         return [*schedule, Choice(max(1, k // 4), s0, r0), PLAIN]
 
     def _calibrate(self, stats: RoundStats) -> None:
@@ -518,10 +550,10 @@ class Adaptive:
         """
         accepted = min(stats.accepted, stats.proposed)
         confidence = self.last_confidence
-        cap = stats.proposed if confidence is None else len(confidence)
+        cap = max(stats.proposed, 1) if confidence is None else len(confidence)  # 1: a lookup without a guess
         proposed, reached = np.ones(cap), np.zeros(cap)
         reached[:accepted] = 1.0
-        if accepted == stats.proposed < cap:
+        if confidence is not None and accepted == stats.proposed < cap:
             reached[accepted:] = np.cumprod(self.calibration()[confidence_bins(confidence[accepted:])])
         return proposed, reached
 
@@ -534,18 +566,25 @@ class Adaptive:
     def _expected_tokens(self) -> tuple[np.ndarray, np.ndarray]:
         """``[R, P + 1]`` expected committed tokens per drafting setting and block size (0..P), twice:
         in the current regime, and over every regime's counts together. Both shrink toward the
-        estimates pooled over every regime and setting, computed once."""
-        settings, positions = len(self.settings), self.canvas_length
+        estimates pooled over every regime and every setting of the same family, computed once per
+        family: the model's settings (1+ steps) pool together, while the context lookup (0 steps)
+        pools only with itself. It is another drafter, and borrowing the model's reach made a
+        lookup that failed look as good as the model at no cost once its own counts had faded, so
+        it was retried every few rounds."""
+        settings, positions, strength = len(self.settings), self.canvas_length, self.prior_strength
         reached = self.reached.reshape(self.regimes, settings, positions)
         proposed = self.proposed.reshape(self.regimes, settings, positions)
-        pooled = pooled_reach(self.reached.sum(0), self.proposed.sum(0), self.prior_acceptance, self.prior_strength)
-        regime = shrunk_reach(reached[self.regime], proposed[self.regime], pooled, self.prior_strength)
-        overall = shrunk_reach(reached.sum(0), proposed.sum(0), pooled, self.prior_strength)
+        regime, overall = np.empty((settings, positions)), np.empty((settings, positions))
+        for rows in self.families:
+            family_reached, family_proposed = reached[:, rows].sum(0), proposed[:, rows].sum(0)  # [F, P]
+            pooled = pooled_reach(family_reached.sum(0), family_proposed.sum(0), self.prior_acceptance, strength)
+            regime[rows] = shrunk_reach(reached[self.regime, rows], proposed[self.regime, rows], pooled, strength)
+            overall[rows] = shrunk_reach(family_reached, family_proposed, pooled, strength)
         return expected_committed(regime), expected_committed(overall)
 
     def round_seconds(self) -> np.ndarray:
         """``[R, G]`` predicted seconds of a round per drafting setting and grid block size."""
-        draft_s = self.cost.draft.predict_many(self.steps_used[:, None], self.grid[None, :])  # [R, G]
+        draft_s = self.cost.draft_many(self.steps_used[:, None], self.grid[None, :])  # [R, G]
         return draft_s + self.cost.verify.predict_many(self.grid + 1)[None, :]
 
     def plain_rate(self) -> float:
@@ -563,6 +602,9 @@ class Adaptive:
         the regime's: how steps and recycling change a draft is the drafter's trait, while a regime's
         few rounds at a rarely tried setting are mostly noise (a lucky fully accepted exploration
         round at 2 steps made the pocket pair's hot regime draft at twice the cost for no gain).
+        So is whether to run the model at all or copy the context lookup's guess (0 steps): picking
+        it per regime replayed up to 10% slower on the pocket pair's suites (regimes flipped to
+        the model after short runs, where it did no better).
         """
         seconds = self.round_seconds()  # [R, G]
         rates = tokens[:, self.grid] / seconds  # [R, G]: predicted committed tokens per second

@@ -295,10 +295,14 @@ class CostModel:
     Attributes:
         draft: drafting seconds against denoising steps used and block size.
         verify: verifying plus bookkeeping seconds against tokens scored (block size + 1).
+        lookup: the seconds of a 0-step round's draft (the context lookup, no model call) against
+            block size; kept apart from ``draft``, whose plane through 1, 2, ... steps says nothing
+            about a round that runs no model.
     """
 
     draft: PlaneFit = field(default_factory=PlaneFit)
     verify: KnotFit = field(default_factory=KnotFit)
+    lookup: LinearFit = field(default_factory=lambda: LinearFit(elasticity=0.0))
 
     def updated(self, stats: RoundStats, teach_draft: bool = True) -> CostModel:
         """The model after one more round.
@@ -308,14 +312,24 @@ class CostModel:
         meanwhile (the whole prompt, at the start), which says nothing about the next round.
         """
         verify = self.verify.updated(stats.proposed + 1, stats.verify_s + stats.other_s)
-        draft = self.draft
-        if stats.proposed > 0 and teach_draft:
+        draft, lookup = self.draft, self.lookup
+        if stats.block_size > 0 and stats.denoising_steps == 0:  # a lookup round, with or without a guess
+            lookup = lookup.updated(stats.block_size, stats.draft_s)
+        elif stats.proposed > 0 and teach_draft:
             draft = draft.updated(stats.denoising_steps_used, stats.block_size, stats.draft_s)
-        return CostModel(draft=draft, verify=verify)
+        return CostModel(draft=draft, verify=verify, lookup=lookup)
+
+    def draft_many(self, steps: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+        """Predicted drafting seconds over broadcastable arrays of steps (0: the lookup) and blocks."""
+        steps = np.asarray(steps, dtype=float)
+        return np.where(steps == 0, self.lookup.predict_many(blocks), self.draft.predict_many(steps, blocks))
 
     def round_s(self, block_size: int, denoising_steps: float) -> float:
-        """Predicted seconds of a round drafting ``block_size`` tokens (0: plain decoding)."""
+        """Predicted seconds of a round drafting ``block_size`` tokens (0: plain decoding) with
+        ``denoising_steps`` (0: the context lookup)."""
         verify_s = self.verify.predict(block_size + 1)
         if block_size == 0:
             return verify_s
+        if denoising_steps == 0:
+            return self.lookup.predict(block_size) + verify_s
         return self.draft.predict(denoising_steps, block_size) + verify_s

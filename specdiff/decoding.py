@@ -92,6 +92,11 @@ class SpeculativeDecoder:
                 "use a drafter trained with the verifier's tokenizer"
             )
 
+    @property
+    def min_steps(self) -> int:
+        """The fewest denoising steps the drafter runs (0: it can propose its context lookup's guess)."""
+        return int(getattr(self.drafter, "min_denoising_steps", 1))
+
     # -- input checks -------------------------------------------------------------------------------
 
     def encode_prompt(self, prompt: str | Sequence[int] | torch.Tensor) -> torch.Tensor:
@@ -166,7 +171,7 @@ class SpeculativeDecoder:
         if max_new_tokens < 0:
             raise SpecdiffError(f"max_new_tokens must be >= 0 (got {max_new_tokens})")
         controller = self._controller_for(block_size, denoising_steps)
-        controller.reset(self.drafter.canvas_length)
+        controller.reset(self.drafter.canvas_length, self.min_steps)
         prompt_ids = self.encode_prompt(prompt)
         limit = self.verifier.max_positions
         if limit is not None and prompt_ids.shape[1] + max_new_tokens > limit:
@@ -200,7 +205,8 @@ class SpeculativeDecoder:
         round_index = 0
         while produced < max_new_tokens:
             choice = controller.choose()
-            check_block_and_steps(max(choice.block_size, 1), choice.denoising_steps, self.drafter.canvas_length)
+            check_block_and_steps(max(choice.block_size, 1), choice.denoising_steps, self.drafter.canvas_length,
+                                  self.min_steps)
             # A round commits at most K + 1 tokens, so never draft past the end of the output.
             k = min(choice.block_size, max_new_tokens - produced - 1)
             t0 = time.perf_counter()
@@ -302,7 +308,8 @@ class SpeculativeDecoder:
             max_new_tokens: the most new tokens to produce (0 returns nothing).
             block_size: draft tokens per round, 1..canvas length; with ``denoising_steps``, overrides
                 the controller for this call.
-            denoising_steps: the cap on denoising steps per round (>= 1).
+            denoising_steps: the cap on denoising steps per round (>= 1; 0 proposes the drafter's
+                context lookup guess without denoising, where the drafter has one).
             temperature: 0 for greedy decoding, else the verifier's sampling temperature.
             top_k, top_p: the verifier's truncation (None: none).
             seed: makes the drafter's noise and the sampling repeatable.

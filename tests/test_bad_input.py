@@ -10,7 +10,8 @@ from specdiff import SpecdiffError
 CASES = [
     (dict(block_size=0), "block_size must be between 1"),
     (dict(block_size=CANVAS + 1), "canvas length"),
-    (dict(denoising_steps=0), "denoising_steps must be >= 1"),
+    (dict(denoising_steps=0), "this drafter has no context lookup"),
+    (dict(denoising_steps=-1), "denoising_steps must be >= 0"),
     (dict(max_new_tokens=-1), "max_new_tokens must be >= 0"),
     (dict(temperature=-0.5), "temperature must be >= 0"),
     (dict(temperature=1.0, top_p=0.0), r"top_p must be in \(0, 1\]"),

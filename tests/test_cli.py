@@ -40,7 +40,8 @@ def test_run_generate_matches_the_library(tiny_dirs, decoder):
     (["--top-p", "2", "--temperature", "1"], "top_p must be in"),
     (["--max-new-tokens", "-3"], "--max-new-tokens must be >= 0"),
     (["--block-size", "0"], "block_size must be between 1"),
-    (["--steps", "0"], "denoising_steps must be >= 1"),
+    (["--steps", "0"], "this drafter has no context lookup"),
+    (["--steps", "-1"], "denoising_steps must be >= 0"),
 ])
 def test_bad_options_are_one_line_exit_2(tiny_dirs, extra, message):
     verifier_dir, drafter_dir = tiny_dirs

@@ -134,3 +134,68 @@ def test_drafter_follows_the_checkpoint_unless_told(tiny_dirs, tmp_path):
     assert DiffusionGemmaDrafter.from_pretrained(tmp_path).context_seed == ContextSeed(2, 4)
     assert DiffusionGemmaDrafter.from_pretrained(tmp_path, context_seed=False).context_seed is None
     assert DiffusionGemmaDrafter(plain.model, context_seed=True).context_seed == ContextSeed()
+
+
+# -- 0 denoising steps: the lookup's guess proposed as it is ---------------------------------------
+
+
+@pytest.fixture
+def seeded_drafter(drafter):
+    return seeded_engine(drafter)
+
+
+def test_zero_steps_needs_a_lookup(drafter, seeded_drafter):
+    assert drafter.min_denoising_steps == 1 and seeded_drafter.min_denoising_steps == 0
+
+
+def test_a_zero_step_draft_is_the_lookup_guess_and_runs_no_model(seeded_drafter, monkeypatch):
+    prompt = torch.tensor([[9, 4, 5, 6, 7, 4, 5]])
+    session = seeded_drafter.session(prompt)
+    calls = []
+    monkeypatch.setattr(seeded_drafter.model.model, "forward", lambda *a, **k: calls.append(1))
+    draft = session.propose(torch.tensor([[6]]), 5, 0, torch.Generator())
+    history = [9, 4, 5, 6, 7, 4, 5, 6]
+    assert draft.tokens.tolist() == [brute_force_continuation(history, 5, ContextSeed())]
+    assert draft.denoising_steps_used == 0 and draft.probs is None and draft.confidence() is None
+    assert draft.distribution(10).sum(-1).eq(1).all()  # one-hot: what the acceptance test reads
+    assert calls == []  # no model call
+    # The context holds no earlier 12: no guess, nothing proposed.
+    assert session.propose(torch.tensor([[12]]), 5, 0, torch.Generator()).tokens.shape == (1, 0)
+    assert session.history.tolist() == [history + [12]]
+
+
+def test_a_model_round_after_lookup_rounds_encodes_what_they_committed(seeded_drafter):
+    """The tokens committed by 0-step rounds wait in the session; the next model round encodes them
+    all and drafts exactly what a session fed them in one go drafts."""
+    prompt = torch.tensor([[9, 4, 5, 6, 7, 4, 5]])
+    stepped = seeded_drafter.session(prompt)
+    stepped.propose(prompt[:, :0], 4, 0, torch.Generator())
+    stepped.propose(torch.tensor([[6, 7]]), 4, 0, torch.Generator())
+    late = stepped.propose(torch.tensor([[4, 5, 6]]), 4, 1, torch.Generator().manual_seed(3))
+    direct = seeded_drafter.session(prompt).propose(torch.tensor([[6, 7, 4, 5, 6]]), 4, 1,
+                                                    torch.Generator().manual_seed(3))
+    assert torch.equal(late.tokens, direct.tokens)
+    assert torch.allclose(late.scores, direct.scores, atol=1e-5)
+
+
+@pytest.mark.parametrize("controller", ["lookup", "adaptive"])
+def test_greedy_equals_generate_with_lookup_drafts(seeded_drafter, verifier, controller):
+    from specdiff.controller import Adaptive, Fixed
+
+    policy = Fixed(6, 0) if controller == "lookup" else Adaptive()
+    decoder = SpeculativeDecoder(seeded_drafter, verifier, controller=policy)
+    for prompt in ([5, 9, 12, 30, 5, 9, 12, 30, 5, 9], [40, 41, 42, 43]):  # the second: no guess at first
+        result = decoder.generate(prompt, max_new_tokens=48, seed=0, eos_token_id=[])
+        assert result.token_ids == reference_greedy(verifier, prompt, 48)
+        lookups = [s for s in result.stats if s.denoising_steps == 0 and s.block_size > 0]
+        assert lookups, "no round drafted from the lookup"
+        assert all(s.denoising_steps_used == 0 for s in lookups)
+    first = decoder.generate([40, 41, 42, 43], max_new_tokens=4, block_size=6, denoising_steps=0).stats[0]
+    assert (first.block_size, first.proposed, first.committed) == (3, 0, 1)  # no guess: a plain step
+
+
+def test_zero_steps_without_a_lookup_is_refused_early(decoder):
+    from specdiff import SpecdiffError
+
+    with pytest.raises(SpecdiffError, match="has no context lookup"):
+        decoder.stream([5, 6, 7], max_new_tokens=8, denoising_steps=0)

@@ -48,10 +48,11 @@ class Machine:
     verify_base: float = 0.008
     verify_per_token: float = 0.0001
     noise: float = 0.0  # relative; alternates + and - so runs stay deterministic
+    lookup: float = 0.0001  # a 0-step round's draft: the context lookup, no model
 
     def seconds(self, round_index: int, block_size: int, steps: int) -> tuple[float, float]:
         scale = 1.0 + self.noise * (1 if round_index % 2 else -1)
-        draft_s = self.draft_per_step * steps if block_size else 0.0
+        draft_s = (self.draft_per_step * steps if steps else self.lookup) if block_size else 0.0
         return draft_s * scale, (self.verify_base + self.verify_per_token * (block_size + 1)) * scale
 
 
@@ -61,17 +62,21 @@ def play(
     rounds: int,
     canvas: int = 32,
     machine: Machine = Machine(),
+    min_steps: int = 1,
 ) -> list[Choice]:
-    """Run ``policy`` for ``rounds`` rounds against the script; returns the choices it made."""
-    policy.reset(canvas)
+    """Run ``policy`` for ``rounds`` rounds against the script; returns the choices it made.
+    ``accepted_for`` may return None for a 0-step round: the lookup had no guess, nothing proposed."""
+    policy.reset(canvas, min_steps)
     choices = []
     for i in range(rounds):
         choice = policy.choose()
         k = choice.block_size
-        accepted = min(k, accepted_for(i, choice))
+        script = accepted_for(i, choice)
+        proposed = k if script is not None else 0
+        accepted = min(proposed, script or 0)
         draft_s, verify_s = machine.seconds(i, k, choice.denoising_steps)
         steps = choice.denoising_steps if k else 0
-        policy.observe(RoundStats(i, k, steps, steps, k, accepted, accepted + 1, draft_s, verify_s, 0.0,
+        policy.observe(RoundStats(i, k, steps, steps, proposed, accepted, accepted + 1, draft_s, verify_s, 0.0,
                                   choice.recycle_canvas and k > 0))
         choices.append(choice)
     return choices
@@ -307,17 +312,20 @@ def test_confidence_bins_and_their_middles():
 
 
 def play_with_confidence(policy, confident_run: Callable[[int], int], rounds: int, canvas: int = 32,
-                         machine: Machine = Machine()) -> list[tuple[Choice, int, int]]:
+                         machine: Machine = Machine(), min_steps: int = 1,
+                         lookup_run: Callable[[int], int] = lambda i: 0) -> list[tuple[Choice, int, int]]:
     """``play`` for a drafter that sends its confidence: round i's draft is sure (0.999) of its
     first ``confident_run(i)`` positions and unsure (0.2) after, and the verifier accepts exactly
-    the sure ones. Returns (choice, tokens kept by the cut, the confident run) per round."""
-    policy.reset(canvas)
+    the sure ones. A 0-step round (the lookup) sends no confidence and is never cut; the verifier
+    accepts ``lookup_run(i)`` of it. Returns (choice, tokens kept by the cut, the run) per round."""
+    policy.reset(canvas, min_steps)
     played = []
     for i in range(rounds):
         choice = policy.choose()
-        k, run = choice.block_size, confident_run(i)
+        k = choice.block_size
+        run = confident_run(i) if choice.denoising_steps else lookup_run(i)
         kept = k
-        if k >= 2:
+        if k >= 2 and choice.denoising_steps:
             confidence = np.where(np.arange(k) < run, 0.999, 0.2)
             kept = policy.cut(confidence, choice.denoising_steps)
         accepted = min(kept, run)
@@ -449,18 +457,20 @@ stats_strategy = st.builds(
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.sampled_from(sorted(POLICIES)), st.integers(1, 300), st.lists(stats_strategy, max_size=40))
-def test_choices_stay_within_the_canvas_and_at_least_one_step(name, canvas, history):
+@given(st.sampled_from(sorted(POLICIES)), st.integers(1, 300), st.lists(stats_strategy, max_size=40),
+       st.integers(0, 1))
+def test_choices_stay_within_the_canvas_and_the_drafters_steps(name, canvas, history, min_steps):
+    """Within the canvas, and at least one step, or 0 (the lookup) where the drafter has one."""
     policy = Fixed(min(4, canvas), 1) if name.startswith("fixed") else POLICIES[name]()
-    policy.reset(canvas)
+    policy.reset(canvas, min_steps)
     for stats in history:
         choice = policy.choose()
-        assert 0 <= choice.block_size <= canvas and choice.denoising_steps >= 1
+        assert 0 <= choice.block_size <= canvas and choice.denoising_steps >= min_steps
         assert choice.block_size > 0 or isinstance(policy, Adaptive)  # only Adaptive decodes plainly
         stats = RoundStats(**{**stats.__dict__, "accepted": min(stats.accepted, stats.proposed)})
         policy.observe(stats)
     choice = policy.choose()
-    assert 0 <= choice.block_size <= canvas and choice.denoising_steps >= 1
+    assert 0 <= choice.block_size <= canvas and choice.denoising_steps >= min_steps
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))
@@ -490,3 +500,57 @@ def test_adaptive_drafts_whole_canvases_for_a_perfect_drafter(verifier):
     )
     assert result.token_ids == continuation
     assert max(s.block_size for s in result.stats) == CANVAS
+
+
+# -- 0 steps: the context lookup's guess ------------------------------------------------------------
+
+
+def lookup_share(choices: list[Choice], start: int) -> float:
+    drafting = [c for c in choices[start:] if c.block_size > 0]
+    return sum(c.denoising_steps == 0 for c in drafting) / len(drafting)
+
+
+def test_adaptive_copies_the_lookup_when_it_reaches_as_far_for_less():
+    choices = play(Adaptive(), lambda i, c: 6, 200, min_steps=0)
+    assert choices[2] == Choice(16, 0)  # the warm-up measures the lookup
+    assert lookup_share(choices, 40) > 0.9
+
+
+def test_adaptive_runs_the_model_where_the_lookup_falls_short():
+    choices = play(Adaptive(), lambda i, c: 6 if c.denoising_steps else 0, 200, min_steps=0)
+    assert lookup_share(choices, 40) < 0.1
+    assert all(c.block_size > 0 for c in choices[40:])  # the model still pays: no fall-back
+
+
+def test_a_lookup_without_a_guess_teaches_that_it_offers_nothing():
+    """No guess means nothing proposed, which still counts against the lookup: a policy that took
+    it for a plain round would keep the lookup's free-looking prior and choose it forever."""
+    # Drafting dear enough that the lookup's untested prior (half its positions reached) beats the model.
+    choices = play(Adaptive(), lambda i, c: 4 if c.denoising_steps else None, 200, min_steps=0,
+                   machine=Machine(draft_per_step=0.02))
+    assert lookup_share(choices, 40) < 0.1
+
+
+def test_the_lookup_is_offered_only_by_a_drafter_that_has_one():
+    choices = play(Adaptive(), lambda i, c: 6, 100, min_steps=1)
+    assert all(c.denoising_steps >= 1 for c in choices)
+    with pytest.raises(SpecdiffError, match="has no context lookup"):
+        Fixed(4, 0).reset(16, 1)
+    Fixed(4, 0).reset(16, 0)
+    with pytest.raises(SpecdiffError, match="steps_options"):
+        Adaptive(steps_options=(0,)).reset(16, 1)
+    lookup_only = play(Adaptive(steps_options=(0,)), lambda i, c: 3, 30, min_steps=0)
+    assert {c.denoising_steps for c in lookup_only if c.block_size} == {0}
+
+
+def test_a_lookup_block_accepted_whole_does_not_escalate():
+    """Escalation doubles a block because the cut guards what is verified; a lookup draft carries
+    no confidence and is never cut, so a doubled lookup block would pay to verify past a run the
+    policy's own estimates already place."""
+    def lookup_blocks(policy) -> list[int]:
+        played = play_with_confidence(policy, lambda i: 1, 120, canvas=64, min_steps=0,
+                                      lookup_run=lambda i: 6, machine=Machine(verify_per_token=0.001))
+        return [c.block_size for c, _, _ in played[40:] if c.block_size and c.denoising_steps == 0]
+
+    guarded = lookup_blocks(Adaptive())  # 6 (the run is 6) but for an exploration move now and then
+    assert len(guarded) > 40 and sum(b > 8 for b in guarded) <= len(guarded) // 10

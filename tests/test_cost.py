@@ -168,3 +168,20 @@ def test_plane_fit_slopes_never_negative():
 def test_plane_prediction_is_finite_and_positive(points, x, w):
     y = fit_plane(PlaneFit(), points).predict(x, w)
     assert math.isfinite(y) and y >= MIN_SECONDS
+
+
+def test_lookup_rounds_teach_their_own_fit_and_not_the_drafts():
+    """A 0-step round ran no model: its seconds go to the lookup's fit, never the steps plane,
+    whose intercept would otherwise sink toward zero and make every model round look cheap."""
+    model = CostModel()
+    for block in (4, 16, 4, 16):
+        model = model.updated(RoundStats(0, block, 1, 1, block, 0, 1, 0.010 + 0.0001 * block, 0.02, 0.0))
+        model = model.updated(RoundStats(0, block, 0, 0, block, 0, 1, 0.0003, 0.02, 0.0))
+    model = model.updated(RoundStats(0, 8, 0, 0, 0, 0, 1, 0.0003, 0.018, 0.0))  # a lookup without a guess
+    assert model.lookup.predict(8) == pytest.approx(0.0003, rel=1e-6)
+    assert model.draft.predict(1, 8) == pytest.approx(0.0108, rel=0.05)
+    many = model.draft_many(np.array([[0], [1]]), np.array([8, 16]))  # [2, 2]: steps x blocks
+    assert many[0].tolist() == pytest.approx([0.0003, 0.0003], rel=1e-6)
+    assert many[1].tolist() == pytest.approx([model.draft.predict(1, 8), model.draft.predict(1, 16)])
+    assert model.round_s(8, 0) == pytest.approx(0.0003 + model.verify.predict(9))
+    assert model.round_s(8, 1) == pytest.approx(model.draft.predict(1, 8) + model.verify.predict(9))

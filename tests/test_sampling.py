@@ -67,6 +67,17 @@ def exact_two_token_law(verifier, prompt, sampling) -> torch.Tensor:
     return law.reshape(-1)
 
 
+def likely_guess(verifier, sampling: SamplingConfig) -> int:
+    """The token g that the verifier finds likeliest after ``[5, 4, g, 99, 4]``: there the lookup
+    guesses g (what followed the earlier 4)."""
+    candidates = torch.arange(3, verifier.vocab_size)
+    batch = torch.stack([torch.tensor([5, 4, 0, 99, 4])] * len(candidates))
+    batch[:, 2] = candidates
+    with torch.no_grad():
+        probs = target_probs(verifier.model(batch).logits[:, -1:], sampling)[:, 0]  # [N, V]
+    return int(candidates[probs[torch.arange(len(candidates)), candidates].argmax()])
+
+
 class CutOnConfidenceBits(Fixed):
     """Blocks of 2, cut to 1 or not by the parity of the second position's confidence in millionths:
     an arbitrary function of the draft distributions that flips from draw to draw, as any cut may be."""
@@ -77,27 +88,32 @@ class CutOnConfidenceBits(Fixed):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("drafter_kind", ["diffusion-resample", "diffusion-context-seeded", "diffusion-cut",
-                                          "noisy-verifier", "one-hot-argmax"])
+                                          "diffusion-lookup", "noisy-verifier", "one-hot-argmax"])
 def test_first_two_sampled_tokens_follow_the_verifier(drafter, verifier, drafter_kind):
     sampling = SamplingConfig(temperature=1.0, top_k=TOP_K)
     prompt = [5, 17, 99, 4]
+    cutting, lookup = drafter_kind == "diffusion-cut", drafter_kind == "diffusion-lookup"
     if drafter_kind.startswith("diffusion"):
-        seeded = drafter_kind == "diffusion-context-seeded"
+        seeded = drafter_kind in ("diffusion-context-seeded", "diffusion-lookup")
         engine = DiffusionGemmaDrafter(drafter.model, proposal_mode=ProposalMode.RESAMPLE,
                                        context_seed=ContextSeed() if seeded else None)
         if seeded:
             prompt = [5, 4, 17, 99, 4]  # "4" recurs: the canvas starts from the guess [17, 99, 4, ...]
+        if lookup:  # a guess the verifier finds likely, so that lookup tokens are accepted too
+            prompt = [5, 4, likely_guess(verifier, sampling), 99, 4]
     else:
         engine = NoisyVerifierDrafter(verifier, sampling, deterministic=drafter_kind == "one-hot-argmax")
-    cutting = drafter_kind == "diffusion-cut"
-    decoder = SpeculativeDecoder(engine, verifier, controller=CutOnConfidenceBits(block_size=2) if cutting else None)
+    # The lookup: 0 steps, the guess [17, 99] proposed as it is (one-hot), never denoised.
+    controller = CutOnConfidenceBits(block_size=2) if cutting else Fixed(2, 0) if lookup else None
+    decoder = SpeculativeDecoder(engine, verifier, controller=controller)
     law = exact_two_token_law(verifier, prompt, sampling)
     counts = torch.zeros_like(law)
     draws, accepted, cuts = 1000, 0, 0
     for seed in range(draws):
         # With the cut, a third token gives the first round room for a block of 2 (a round never
         # drafts past the end); only the first two tokens are counted.
-        result = decoder.generate(prompt, max_new_tokens=3 if cutting else 2, block_size=None if cutting else 2,
+        result = decoder.generate(prompt, max_new_tokens=3 if cutting else 2,
+                                  block_size=None if cutting or lookup else 2,
                                   temperature=1.0, top_k=TOP_K, seed=seed, eos_token_id=[])
         a, b = result.token_ids[:2]
         counts[a * SHAPE.vocab_size + b] += 1
@@ -108,6 +124,8 @@ def test_first_two_sampled_tokens_follow_the_verifier(drafter, verifier, drafter
         assert 0.1 * draws < cuts < 0.9 * draws  # the cut really varied
     if not drafter_kind.startswith("diffusion"):
         assert accepted > draws * 0.3  # the acceptance branch really ran
+    if lookup:
+        assert accepted > 0 and all(s.denoising_steps == 0 for s in result.stats)
 
 
 def test_target_probs_match_transformers_sampling(verifier):

@@ -35,6 +35,22 @@ def test_every_method_matches_the_verifier_alone(decoder, ar_drafter, mini_suite
     assert list(result.runs["method"][5:]) == methods[1:] + methods[:1]
 
 
+def test_the_grid_tries_the_lookup_only_where_the_drafter_has_one(decoder, drafter, verifier, mini_suite):
+    from specdiff.drafts import ContextSeed, DiffusionGemmaDrafter
+
+    from specdiff import SpeculativeDecoder
+
+    quick = dict(QUICK, grid_steps=(0, 1), methods=("ar", "fixed_best"))
+    plain = run_bench(BenchConfig(out=Path("b.csv"), suite=str(mini_suite), **quick), decoder, progress=False)
+    assert set(plain.grid["denoising_steps"]) == {1}  # no lookup: 0 steps skipped
+    with pytest.raises(SpecdiffError, match="has no context lookup"):
+        run_bench(BenchConfig(out=Path("b.csv"), suite=str(mini_suite), **dict(quick, grid_steps=(0,))), decoder,
+                  progress=False)
+    seeded = SpeculativeDecoder(DiffusionGemmaDrafter(drafter.model, context_seed=ContextSeed()), verifier)
+    looked = run_bench(BenchConfig(out=Path("b.csv"), suite=str(mini_suite), **quick), seeded, progress=False)
+    assert set(looked.grid["denoising_steps"]) == {0, 1} and looked.identical
+
+
 def test_a_new_method_plugs_in_by_name(decoder, mini_suite, monkeypatch):
     from specdiff.controller import Fixed
 

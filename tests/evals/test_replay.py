@@ -14,7 +14,7 @@ from specdiff.drafts import Draft
 from specdiff.evals.replay import RoundCosts, Trace, hindsight_seconds, record_trace, replay
 
 from specdiff import SpeculativeDecoder
-from specdiff.controller import Adaptive, Fixed, Heuristic
+from specdiff.controller import Adaptive, Choice, Fixed, Heuristic
 from specdiff.metrics import RoundStats
 
 
@@ -22,7 +22,10 @@ class PatternDrafter:
     """A deterministic drafter: the verifier's greedy continuation, wrong (and unsure) at every
     output position ``j`` with ``j % period == period - 1``, right but unsure where ``j % period
     == 1``, right and sure elsewhere. Whatever the noise, its draft depends only on where the
-    round starts, as a trace assumes."""
+    round starts, as a trace assumes. At 0 steps it plays a context lookup: no confidence, wrong at
+    ``j % 7 == 3``, and no guess at all where the round starts at a multiple of 11."""
+
+    min_denoising_steps = 0
 
     def __init__(self, continuation: list[int], vocab_size: int, canvas_length: int, period: int = 5):
         self.continuation, self.vocab_size, self.canvas_length = continuation, vocab_size, canvas_length
@@ -40,9 +43,14 @@ class _PatternSession:
         d = self.drafter
         self.seen += new_tokens.shape[1]
         positions = range(self.seen, self.seen + block_size)
-        wrong = [j % d.period == d.period - 1 for j in positions]
+        lookup = denoising_steps == 0
+        if lookup and self.seen % 11 == 0:
+            return Draft(tokens=torch.zeros(1, 0, dtype=torch.long), probs=None, denoising_steps_used=0)
+        wrong = [j % 7 == 3 if lookup else j % d.period == d.period - 1 for j in positions]
         truth = [d.continuation[j] if j < len(d.continuation) else 3 for j in positions]
         tokens = torch.tensor([[(t + 1) % d.vocab_size if w else t for t, w in zip(truth, wrong, strict=True)]])
+        if lookup:
+            return Draft(tokens=tokens, probs=None, denoising_steps_used=0)
         scores = torch.zeros(1, block_size, d.vocab_size)
         peaks = torch.tensor([1.0 if w or j % d.period == 1 else 12.0 for j, w in zip(positions, wrong, strict=True)])
         scores[0, torch.arange(block_size), tokens[0]] = peaks
@@ -57,24 +65,38 @@ class CutBelow(Fixed):
         return max(int(below[0]) if len(below) else len(confidence), 1)
 
 
-def flat_costs(canvas: int, steps: int = 1) -> RoundCosts:
+class Alternating(CutBelow):
+    """``CutBelow``, drafting from the lookup (0 steps) every other round."""
+
+    def reset(self, canvas_length: int, min_steps: int = 1) -> None:
+        super().reset(canvas_length, min_steps)
+        self.turn = 0
+
+    def choose(self) -> Choice:
+        self.turn += 1
+        return Choice(self.block_size, self.turn % 2)
+
+
+def flat_costs(canvas: int, steps: int = 1, lookup: bool = False) -> RoundCosts:
     blocks = np.arange(canvas + 1)
-    draft = np.stack([np.where(blocks > 0, 0.01 * s + 0.0001 * blocks, 0.0) for s in range(1, steps + 1)])
+    draft = np.stack([np.where(blocks > 0, 0.01 * s + 0.0001 * blocks, 0.0) for s in range(1 - lookup, steps + 1)])
     return RoundCosts(draft_s=draft, verify_s=0.02 + 0.0005 * blocks)
 
 
-@pytest.mark.parametrize("make", [lambda: Fixed(5, 1), Heuristic, lambda: CutBelow(CANVAS, 1)],
-                         ids=["fixed", "heuristic", "cut"])
+@pytest.mark.parametrize("make", [lambda: Fixed(5, 1), Heuristic, lambda: CutBelow(CANVAS, 1), lambda: Fixed(6, 0),
+                                  lambda: Alternating(CANVAS, 1)],
+                         ids=["fixed", "heuristic", "cut", "lookup", "lookup-and-cut"])
 def test_a_replay_plays_the_rounds_the_decode_loop_plays(verifier, make):
     prompt, n = [5, 17, 42, 9], 40
     continuation = reference_greedy(verifier, prompt, n, eos=[])
     drafter = PatternDrafter(continuation, verifier.vocab_size, CANVAS)
     real = SpeculativeDecoder(drafter, verifier, controller=make()).generate(prompt, max_new_tokens=n, eos_token_id=[])
     assert real.token_ids == continuation
-    trace = record_trace(drafter, torch.tensor([prompt]), continuation, (1,))
-    replayed = replay(make(), [trace], flat_costs(CANVAS), [0.0])
-    shape = [(s.block_size, s.proposed, s.accepted, s.committed) for s in real.stats]
-    assert [(s.block_size, s.proposed, s.accepted, s.committed) for s in replayed.stats[0]] == shape
+    trace = record_trace(drafter, torch.tensor([prompt]), continuation, (0, 1))
+    replayed = replay(make(), [trace], flat_costs(CANVAS, lookup=True), [0.0])
+    shape = [(s.block_size, s.denoising_steps, s.proposed, s.accepted, s.committed) for s in real.stats]
+    assert [(s.block_size, s.denoising_steps, s.proposed, s.accepted, s.committed)
+            for s in replayed.stats[0]] == shape
     assert replayed.tokens == n and replayed.rounds == len(real.stats)
 
 

@@ -173,7 +173,7 @@ def no_loading(monkeypatch):
         (dict(seeds=()), "--seeds is empty"),
         (dict(block_sizes=(4, 17)), "exceeds the drafter's canvas of 16"),
         (dict(block_sizes=(0,)), "block sizes must be >= 1"),
-        (dict(denoising_steps=(0,)), "denoising steps must be >= 1"),
+        (dict(denoising_steps=(-1,)), "denoising steps must be >= 0"),
         (dict(temperatures=(-1.0,)), "temperature must be >= 0"),
         (dict(top_p=0.0), "top_p must be in (0, 1]"),
         (dict(max_new_tokens=0), "--max-new-tokens must be >= 1"),
@@ -202,5 +202,12 @@ def test_prompts_too_long_for_the_verifier_are_refused_before_generating(decoder
     suite.write_text(json.dumps({"id": "long", "prompt": "x = 1\n" * 400}) + "\n")
     config = SweepConfig(out=tmp_path / "r.csv", suite=str(suite), block_sizes=(2,), max_new_tokens=900)
     with pytest.raises(SpecdiffError, match="exceed the verifier's 1024 positions"):
+        run_sweep(config, decoder, progress=False)
+    assert not journal_path(tmp_path / "r.csv").exists()
+
+
+def test_zero_steps_without_a_context_lookup_is_refused_before_generating(decoder, mini_suite, tmp_path):
+    config = SweepConfig(out=tmp_path / "r.csv", suite=str(mini_suite), block_sizes=(2,), denoising_steps=(0, 1))
+    with pytest.raises(SpecdiffError, match="has no context lookup"):
         run_sweep(config, decoder, progress=False)
     assert not journal_path(tmp_path / "r.csv").exists()
