@@ -51,12 +51,17 @@ class Draft:
         scores: ``[B, K, V]`` float32 or None: the logits the tokens were taken from (argmax or
             drawn from their softmax), kept so that ``confidence`` can be computed on demand;
             None for a drafter that offers no confidence.
+        guesses: per row, ``[G]``: the context lookup's guess at the continuation, what a 0-step
+            round would have proposed here (empty: no guess), when the drafter computed one; the
+            decoder reports how far it went (``RoundStats.lookup_reach``), so a controller learns
+            about the lookup in rounds the model drafted too. Never verified, never committed.
     """
 
     tokens: torch.Tensor
     probs: torch.Tensor | None
     denoising_steps_used: int
     scores: torch.Tensor | None = None
+    guesses: tuple[torch.Tensor, ...] | None = None
 
     def __post_init__(self) -> None:
         batch, k = self.tokens.shape
@@ -89,6 +94,7 @@ class Draft:
             probs=None if self.probs is None else self.probs[:, :k],
             denoising_steps_used=self.denoising_steps_used,
             scores=None if self.scores is None else self.scores[:, :k],
+            guesses=self.guesses,
         )
 
     def distribution(self, vocab_size: int) -> torch.Tensor:

@@ -194,6 +194,7 @@ class DiffusionDraftSession:
         self.history = self.unencoded  # [B, T]: every committed token, for the context lookup
         self.encoded_length = 0
         self.last_canvas: torch.Tensor | None = None  # [B, C], for canvas recycling
+        self.guesses: tuple[torch.Tensor, ...] | None = None  # per row [G]: this round's lookup guess
         self.next_logits: torch.Tensor | None = None  # [B, 1, V]: the encoder's, at the last committed token
         self.sampler = EntropyBoundSampler(
             EntropyBoundSamplerConfig(entropy_bound=drafter.denoising.entropy_bound),
@@ -217,8 +218,8 @@ class DiffusionDraftSession:
         noise = self._noise(batch, length, generator)
         seed = self.drafter.context_seed
         if seed is not None:
-            for row in range(batch):
-                guess = context_continuation(self.history[row], length, seed)
+            self.guesses = tuple(context_continuation(self.history[row], length, seed) for row in range(batch))
+            for row, guess in enumerate(self.guesses):
                 noise[row, : guess.shape[0]] = guess
         return noise
 
@@ -258,6 +259,7 @@ class DiffusionDraftSession:
         cfg = drafter.denoising
         schedule = LinearTemperatureScheduleLogitsProcessor(cfg.t_min, cfg.t_max, denoising_steps)
         stopper = StableAndConfidentStoppingCriteria(cfg.stability_threshold, cfg.confidence_threshold)
+        self.guesses = None  # set by the starting canvas when it consults the lookup
         canvas = self._starting_canvas(batch, n_pending, recycle_canvas, generator)
         self_conditioning = None
         steps_used = 0
@@ -301,14 +303,16 @@ class DiffusionDraftSession:
             probs = torch.softmax(head, dim=-1)
             tokens = sample_categorical(probs, generator)
         # ``head`` is the distribution's logits: the draft's confidence comes from it, on demand.
-        return Draft(tokens=tokens, probs=probs, denoising_steps_used=steps_used, scores=head)
+        return Draft(tokens=tokens, probs=probs, denoising_steps_used=steps_used, scores=head, guesses=self.guesses)
 
     def _lookup_draft(self, block_size: int) -> Draft:
         """The context lookup's guess at the next ``block_size`` tokens, proposed as it is: a
-        one-hot draft without confidence, ``[B, block_size]``, or ``[B, 0]`` when a row has no guess."""
+        one-hot draft without confidence, ``[B, block_size]``, or ``[B, 0]`` when a row has no guess.
+        The guesses it carries run the canvas's length, as a model round's seed does."""
         seed = self.drafter.context_seed
         assert seed is not None, "a 0-step draft needs the context lookup"
-        guesses = [context_continuation(row, block_size, seed) for row in self.history]
+        guesses = tuple(context_continuation(row, self.drafter.canvas_length, seed) for row in self.history)
         if min(guess.shape[0] for guess in guesses) == 0:
-            return Draft(tokens=self.history[:, :0], probs=None, denoising_steps_used=0)
-        return Draft(tokens=torch.stack(guesses), probs=None, denoising_steps_used=0)
+            return Draft(tokens=self.history[:, :0], probs=None, denoising_steps_used=0, guesses=guesses)
+        tokens = torch.stack([guess[:block_size] for guess in guesses])
+        return Draft(tokens=tokens, probs=None, denoising_steps_used=0, guesses=guesses)

@@ -11,7 +11,9 @@ in ``BENCH_METHODS`` bound to a runner ``(context, prompt_ids) -> MethodRun``:
     transformers' assisted generation with the pocket AR drafter as ``assistant_model``.
 ``fixed_best``
     specdiff with the block size and denoising steps that were fastest in a quick grid over the
-    first ``grid_prompts`` prompts of the same suite.
+    first ``grid_prompts`` prompts of the same suite; the steps include 0 (the drafter's context
+    lookup guess, undenoised) for a drafter that has one, so a fixed policy gets every setting
+    the adaptive one may pick.
 ``heuristic``, ``adaptive``
     specdiff under the ``Heuristic`` and ``Adaptive`` controllers (one ``Adaptive`` for the whole
     run, as a decoder keeps its own).

@@ -169,8 +169,11 @@ def replay(controller: Any, traces: list[Trace], costs: RoundCosts, first_round_
                     kept = int(cut(trace.confidence[row, t, :k], trace.steps[row]))
             accepted = min(kept, int(trace.reach[row, t]))
             steps = trace.steps[row] if k > 0 else 0
+            # A drafting round reports how far the lookup's guess went (a model round's canvas seed).
+            known = k > 0 and trace.steps[0] == 0
+            lookup_reach = min(int(trace.reach[0, t]) * bool(trace.offered[0, t]), accepted + 1) if known else -1
             stats = RoundStats(len(rounds), k, steps, steps, kept, accepted, accepted + 1, draft_s,
-                               float(costs.verify_s[kept]), 0.0, choice.recycle_canvas and kept > 0)
+                               float(costs.verify_s[kept]), 0.0, choice.recycle_canvas and kept > 0, lookup_reach)
             controller.observe(stats)
             rounds.append(stats)
             seconds += stats.total_s

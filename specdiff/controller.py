@@ -5,6 +5,8 @@ before the next round. A choice with ``block_size == 0`` means "no draft this ro
 decodes one token alone (plain decoding). A controller may also have ``cut``: once a block is
 drafted, the decoder shows it the drafter's confidence in each position and verifies only the
 leading tokens it keeps (``RoundStats.block_size`` is the block chosen, ``proposed`` what was kept).
+A choice of 0 denoising steps drafts from the drafter's context lookup without running its model
+(only for a drafter that has one: ``reset`` is told the fewest steps the drafter runs).
 
 Policies: ``Fixed`` (the same choice every round), ``Heuristic`` (transformers' +2/-1 schedule) and
 ``Adaptive`` (the decoder's default: expected committed tokens per second from an acceptance model
@@ -285,6 +287,14 @@ class Adaptive:
       Deterministic: the policy has no randomness and never touches the decode generator.
     - Hysteresis: the choice changes only when the best beats the current by ``hysteresis``;
       speculation resumes from plain decoding only when it beats plain by that margin.
+    - The context lookup (0 steps, where the drafter has one): a drafting setting like the others,
+      with its own cost line (``CostModel.lookup``) and its own pooled acceptance estimates (it
+      is another drafter: ``_expected_tokens``). It sends no confidence, so it is never cut and
+      never escalated. A lookup round that found no guess proposed nothing and counts as a
+      miss at position 0. The warm-up measures it in its third round instead of a second step
+      count. On the pocket pair the lookup's guess reaches as far as the denoised draft at most
+      positions (its verifier loops) at 0.3 ms instead of 10-14 ms, and Adaptive drafts from it
+      most rounds (``benchmarks/controller_replay.py``).
     - Fall-back: when no choice beats plain decoding, rounds run plain; after ``probe_after`` plain
       rounds one probe round drafts with the best choice; each failed probe doubles the wait (up
       to ``max_probe_after``), a successful one resumes speculation.
@@ -375,6 +385,7 @@ class Adaptive:
             recycles = list(dict.fromkeys(self.recycle_options))
             self.settings = [(s, r) for s in steps for r in (recycles if s > 0 else [False])]
             # Rows whose estimates pool together (``_expected_tokens``): the lookup's, the model's.
+            self.lookup_row = 0 if steps[0] == 0 else None
             self.families = [rows for rows in ([i for i, (s, _) in enumerate(self.settings) if s == 0],
                                                [i for i, (s, _) in enumerate(self.settings) if s > 0]) if rows]
             self.cost = CostModel()
@@ -474,6 +485,8 @@ class Adaptive:
             n = min(len(proposed), self.canvas_length)  # a round never drafts past the canvas
             self.proposed[row, :n] += proposed[:n]
             self.reached[row, :n] += reached[:n]
+            if stats.denoising_steps > 0 and stats.lookup_reach >= 0 and self.lookup_row is not None:
+                self._count_lookup(stats)
             self.steps_used[r] = keep * self.steps_used[r] + (1.0 - keep) * stats.denoising_steps_used
             self._calibrate(stats)
             # The block accepted whole, uncut: the run was stopped by the block, not the drafter.
@@ -557,6 +570,15 @@ class Adaptive:
             reached[accepted:] = np.cumprod(self.calibration()[confidence_bins(confidence[accepted:])])
         return proposed, reached
 
+    def _count_lookup(self, stats: RoundStats) -> None:
+        """What the context lookup's guess would have done in a round the model drafted: the
+        committed tokens judge its first positions (reached up to the first mismatch; past the
+        committed tokens nothing is known)."""
+        row = self.regime * len(self.settings) + self.lookup_row
+        judged = min(stats.lookup_reach + 1, stats.committed, self.canvas_length)
+        self.proposed[row, :judged] += 1.0
+        self.reached[row, : min(stats.lookup_reach, judged)] += 1.0
+
     def _setting_index(self, steps: int, recycled: bool) -> int:
         # The nearest setting: a step count outside steps_options (a round the policy did not pick)
         # still teaches the closest one.
@@ -578,8 +600,10 @@ class Adaptive:
         for rows in self.families:
             family_reached, family_proposed = reached[:, rows].sum(0), proposed[:, rows].sum(0)  # [F, P]
             pooled = pooled_reach(family_reached.sum(0), family_proposed.sum(0), self.prior_acceptance, strength)
-            regime[rows] = shrunk_reach(reached[self.regime, rows], proposed[self.regime, rows], pooled, strength)
-            overall[rows] = shrunk_reach(family_reached, family_proposed, pooled, strength)
+            # The regime's rows and the overall rows shrink toward the same estimates: one call.
+            both = shrunk_reach(np.concatenate([reached[self.regime, rows], family_reached]),
+                                np.concatenate([proposed[self.regime, rows], family_proposed]), pooled, strength)
+            regime[rows], overall[rows] = both[: len(rows)], both[len(rows) :]
         return expected_committed(regime), expected_committed(overall)
 
     def round_seconds(self) -> np.ndarray:

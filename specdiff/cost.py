@@ -1,6 +1,6 @@
 """The cost model: what a round will take in wall-clock seconds, fitted online from measured rounds.
 
-Two fits, each updated after every round from the seconds in ``RoundStats``:
+Three fits, each updated after every round from the seconds in ``RoundStats``:
 
 - drafting seconds against denoising steps used and block size, a plane (``PlaneFit``): the
   drafter denoises its whole canvas whatever the block, but its LM head runs over the block only
@@ -13,7 +13,9 @@ Two fits, each updated after every round from the seconds in ``RoundStats``:
   the decode loop, medians; ``benchmarks/round_costs.py``) scoring 2 tokens takes 24.2 ms, 5
   25.5, 9 29.3, 17 30.5, 25 31.0, 33 36.0, 65 51.3: flat stretches and steps, not a line. On a
   GPU the flat stretch is far longer. A line through such points has the flat stretches rising,
-  and a cut made on it gives away acceptance for a saving that is not there.
+  and a cut made on it gives away acceptance for a saving that is not there;
+- a 0-step round's drafting seconds (the context lookup, no model call: 0.2-0.3 ms on the pocket
+  pair, ``benchmarks/controller_replay.py``) against block size, a line of its own (``lookup``).
 
 Measured seconds drift (other processes share the machine, the KV cache grows), so the fits forget
 old rounds exponentially. Everything here is pure: a fit is a frozen dataclass, ``updated`` returns

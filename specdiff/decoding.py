@@ -53,6 +53,19 @@ def cut_at_stop(tokens: list[int], eos_ids: Sequence[int], room: int) -> tuple[l
     return kept, len(kept) == room
 
 
+def lookup_reach(guess: list[int] | None, committed: list[int]) -> int:
+    """How many of a round's committed tokens the context lookup's guess had right, counting from
+    the first (-1: no guess was computed; 0 for an empty guess)."""
+    if guess is None:
+        return -1
+    reach = 0
+    for guessed, token in zip(guess, committed, strict=False):
+        if guessed != token:
+            break
+        reach += 1
+    return reach
+
+
 def _sync(device: torch.device) -> None:
     # CUDA kernels run asynchronously; without a sync the timers would charge them to the wrong phase.
     if device.type == "cuda":
@@ -248,6 +261,9 @@ class SpeculativeDecoder:
                 verify_s=t2 - t1,
                 other_s=t3 - t2,
                 canvas_recycled=choice.recycle_canvas and k > 0,
+                lookup_reach=lookup_reach(
+                    None if draft is None or draft.guesses is None else draft.guesses[0][: len(kept)].tolist(), kept
+                ),
             )
             controller.observe(stats)
             round_index += 1

@@ -17,7 +17,9 @@ class RoundStats:
     ``0..accepted-1`` were accepted, position ``accepted`` (when < proposed) was rejected, and the
     positions after it were never judged. ``block_size`` is the block the controller chose (capped
     so a round never drafts past the end of the output); ``proposed`` is less when the controller
-    cut the drafted block on the drafter's confidence.
+    cut the drafted block on the drafter's confidence. ``lookup_reach`` is how many of the committed
+    tokens the drafter's context lookup guess had right, from the first, in a round whose drafter
+    computed one (-1 otherwise): a controller learns about the lookup while the model drafts.
     """
 
     round_index: int
@@ -31,6 +33,7 @@ class RoundStats:
     verify_s: float
     other_s: float
     canvas_recycled: bool = False
+    lookup_reach: int = -1
 
     @property
     def total_s(self) -> float:

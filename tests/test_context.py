@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from helpers import CANVAS, reference_greedy
@@ -192,6 +193,27 @@ def test_greedy_equals_generate_with_lookup_drafts(seeded_drafter, verifier, con
         assert all(s.denoising_steps_used == 0 for s in lookups)
     first = decoder.generate([40, 41, 42, 43], max_new_tokens=4, block_size=6, denoising_steps=0).stats[0]
     assert (first.block_size, first.proposed, first.committed) == (3, 0, 1)  # no guess: a plain step
+
+
+def test_model_rounds_report_how_far_the_lookup_guess_went():
+    """On the pocket pair (its verifier repeats itself, so guesses do come true), every model
+    round's ``lookup_reach`` equals the brute-force lookup's guess scored against what it committed."""
+    from specdiff.controller import Fixed
+    from specdiff.embedded import load_pocket
+
+    decoder = load_pocket()
+    decoder.controller = Fixed(8, 1)
+    prompt = decoder.encode_prompt("def parse(argv):\n    for arg in argv:\n")[0].tolist()
+    result = decoder.generate(prompt, max_new_tokens=96, seed=0, eos_token_id=[])
+    seed, starts = decoder.drafter.context_seed, np.cumsum([0] + [s.committed for s in result.stats])
+    got, want = [], []
+    for stats, start in zip(result.stats, starts, strict=False):
+        committed = result.token_ids[start : start + stats.committed]
+        guess = brute_force_continuation(prompt + result.token_ids[:start], decoder.drafter.canvas_length, seed)
+        matched = [g == c for g, c in zip(guess, committed, strict=False)] + [False]
+        got.append(stats.lookup_reach)
+        want.append(matched.index(False) if stats.block_size else -1)
+    assert got == want and max(got) > 1
 
 
 def test_zero_steps_without_a_lookup_is_refused_early(decoder):

@@ -63,9 +63,11 @@ def play(
     canvas: int = 32,
     machine: Machine = Machine(),
     min_steps: int = 1,
+    lookup_reach_for: Callable[[int], int] = lambda i: -1,
 ) -> list[Choice]:
     """Run ``policy`` for ``rounds`` rounds against the script; returns the choices it made.
-    ``accepted_for`` may return None for a 0-step round: the lookup had no guess, nothing proposed."""
+    ``accepted_for`` may return None for a 0-step round: the lookup had no guess, nothing proposed.
+    ``lookup_reach_for``: how far the lookup's guess went in a round the model drafted (-1: unknown)."""
     policy.reset(canvas, min_steps)
     choices = []
     for i in range(rounds):
@@ -77,7 +79,7 @@ def play(
         draft_s, verify_s = machine.seconds(i, k, choice.denoising_steps)
         steps = choice.denoising_steps if k else 0
         policy.observe(RoundStats(i, k, steps, steps, proposed, accepted, accepted + 1, draft_s, verify_s, 0.0,
-                                  choice.recycle_canvas and k > 0))
+                                  choice.recycle_canvas and k > 0, lookup_reach_for(i) if steps else -1))
         choices.append(choice)
     return choices
 
@@ -554,3 +556,18 @@ def test_a_lookup_block_accepted_whole_does_not_escalate():
 
     guarded = lookup_blocks(Adaptive())  # 6 (the run is 6) but for an exploration move now and then
     assert len(guarded) > 40 and sum(b > 8 for b in guarded) <= len(guarded) // 10
+
+
+def test_model_rounds_teach_how_far_the_lookup_would_have_gone():
+    """The lookup's one warm-up round fails; later the text turns repetitive and the lookup's guess
+    (reported by every model round) would reach far: Adaptive moves to it without trying it first."""
+    def accepted(i: int, choice: Choice) -> int:
+        return 0 if choice.denoising_steps == 0 and i < 10 else (12 if choice.denoising_steps == 0 else 4)
+
+    machine = Machine(draft_per_step=0.01)
+    told = play(Adaptive(explore_every=1000), accepted, 120, min_steps=0, machine=machine,
+                lookup_reach_for=lambda i: 0 if i < 10 else 12)
+    assert lookup_share(told, 60) > 0.9
+    # Without the report the failed warm-up round is all it knows, and it stays with the model.
+    untold = play(Adaptive(explore_every=1000), accepted, 120, min_steps=0, machine=machine)
+    assert lookup_share(untold, 60) < 0.1

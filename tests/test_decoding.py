@@ -9,7 +9,7 @@ from specdiff.drafts import DiffusionGemmaDrafter, ProposalMode
 from stand_ins import OracleDrafter
 
 from specdiff import SpeculativeDecoder
-from specdiff.decoding import cut_at_stop
+from specdiff.decoding import cut_at_stop, lookup_reach
 
 NEW = 24
 
@@ -119,6 +119,13 @@ def test_result_statistics_and_frame(decoder):
     assert result.acceptance_rate == pytest.approx(frame["accepted"].sum() / frame["proposed"].sum())
     assert (frame["total_s"] > 0).all()
     assert set(result.time_split()) == {"draft_s", "verify_s", "other_s"}
+
+
+def test_lookup_reach_table():
+    assert lookup_reach(None, [1, 2]) == -1  # no guess computed
+    assert lookup_reach([], [1, 2]) == 0  # the lookup had none
+    assert lookup_reach([1, 2, 9], [1, 2, 3, 4]) == 2
+    assert lookup_reach([1, 2], [1, 2, 3]) == 2 and lookup_reach([5], [1]) == 0
 
 
 def test_cut_at_stop_table():

@@ -43,18 +43,26 @@ class _PatternSession:
         d = self.drafter
         self.seen += new_tokens.shape[1]
         positions = range(self.seen, self.seen + block_size)
-        lookup = denoising_steps == 0
-        if lookup and self.seen % 11 == 0:
-            return Draft(tokens=torch.zeros(1, 0, dtype=torch.long), probs=None, denoising_steps_used=0)
-        wrong = [j % 7 == 3 if lookup else j % d.period == d.period - 1 for j in positions]
+        guess = self._lookup(d.canvas_length)  # what a 0-step round proposes here; model rounds report it
+        if denoising_steps == 0:
+            tokens = guess[None, :block_size]
+            return Draft(tokens=tokens, probs=None, denoising_steps_used=0, guesses=(guess,))
+        wrong = [j % d.period == d.period - 1 for j in positions]
         truth = [d.continuation[j] if j < len(d.continuation) else 3 for j in positions]
         tokens = torch.tensor([[(t + 1) % d.vocab_size if w else t for t, w in zip(truth, wrong, strict=True)]])
-        if lookup:
-            return Draft(tokens=tokens, probs=None, denoising_steps_used=0)
         scores = torch.zeros(1, block_size, d.vocab_size)
         peaks = torch.tensor([1.0 if w or j % d.period == 1 else 12.0 for j, w in zip(positions, wrong, strict=True)])
         scores[0, torch.arange(block_size), tokens[0]] = peaks
-        return Draft(tokens=tokens, probs=None, denoising_steps_used=denoising_steps, scores=scores)
+        return Draft(tokens=tokens, probs=None, denoising_steps_used=denoising_steps, scores=scores, guesses=(guess,))
+
+    def _lookup(self, length: int) -> torch.Tensor:
+        """``[length]``, or ``[0]`` (no guess) where the round starts at a multiple of 11."""
+        d = self.drafter
+        if self.seen % 11 == 0:
+            return torch.zeros(0, dtype=torch.long)
+        truth = [d.continuation[j] if j < len(d.continuation) else 3 for j in range(self.seen, self.seen + length)]
+        return torch.tensor([(t + 1) % d.vocab_size if j % 7 == 3 else t
+                             for j, t in enumerate(truth, start=self.seen)])
 
 
 class CutBelow(Fixed):
@@ -94,8 +102,9 @@ def test_a_replay_plays_the_rounds_the_decode_loop_plays(verifier, make):
     assert real.token_ids == continuation
     trace = record_trace(drafter, torch.tensor([prompt]), continuation, (0, 1))
     replayed = replay(make(), [trace], flat_costs(CANVAS, lookup=True), [0.0])
-    shape = [(s.block_size, s.denoising_steps, s.proposed, s.accepted, s.committed) for s in real.stats]
-    assert [(s.block_size, s.denoising_steps, s.proposed, s.accepted, s.committed)
+    shape = [(s.block_size, s.denoising_steps, s.proposed, s.accepted, s.committed, s.lookup_reach)
+             for s in real.stats]
+    assert [(s.block_size, s.denoising_steps, s.proposed, s.accepted, s.committed, s.lookup_reach)
             for s in replayed.stats[0]] == shape
     assert replayed.tokens == n and replayed.rounds == len(real.stats)
 
