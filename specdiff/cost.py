@@ -139,8 +139,9 @@ class KnotFit:
         memory: about how many recent points each knot remembers.
         shrink: how many points' weight the line's prediction has at each knot.
         weight, sum_y: per knot, the decayed interpolation weights and weighted sums of y.
-        values: per knot, the curve's value (derived from the rest at each update, so that the
-            many predictions between updates cost an interpolation each).
+        values: per knot, the curve's value (derived from the rest on the first prediction after
+            an update and kept, so that the many predictions between updates cost an
+            interpolation each, and updates with no prediction between them cost nothing more).
     """
 
     knots: tuple[float, ...] = VERIFY_KNOTS
@@ -157,7 +158,6 @@ class KnotFit:
         if not self.weight:  # a fresh fit: no weight anywhere
             object.__setattr__(self, "weight", (0.0,) * len(self.knots))
             object.__setattr__(self, "sum_y", (0.0,) * len(self.knots))
-        object.__setattr__(self, "values", tuple(self._knot_values().tolist()))
 
     @property
     def empty(self) -> bool:
@@ -169,7 +169,8 @@ class KnotFit:
         share = _interpolation_weights(np.asarray(self.knots), float(x))  # [N]
         weight = keep * np.asarray(self.weight) + share
         sum_y = keep * np.asarray(self.sum_y) + share * y
-        return replace(self, line=self.line.updated(x, y), weight=tuple(weight.tolist()), sum_y=tuple(sum_y.tolist()))
+        return replace(self, line=self.line.updated(x, y), weight=tuple(weight.tolist()), sum_y=tuple(sum_y.tolist()),
+                       values=())
 
     def _knot_values(self) -> np.ndarray:
         """``[N]``: the curve's value at each knot."""
@@ -199,6 +200,8 @@ class KnotFit:
         """The curve over an array of any shape."""
         if self.empty:
             return np.full(np.shape(xs), MIN_SECONDS)
+        if not self.values:
+            object.__setattr__(self, "values", tuple(self._knot_values().tolist()))
         knots, values = np.asarray(self.knots), np.asarray(self.values)
         xs = np.asarray(xs, dtype=float)
         beyond = values[-1] + self.line.coefficients()[1] * np.maximum(xs - knots[-1], 0.0)

@@ -571,3 +571,21 @@ def test_model_rounds_teach_how_far_the_lookup_would_have_gone():
     # Without the report the failed warm-up round is all it knows, and it stays with the model.
     untold = play(Adaptive(explore_every=1000), accepted, 120, min_steps=0, machine=machine)
     assert lookup_share(untold, 60) < 0.1
+
+
+def test_the_choice_is_reweighed_every_few_rounds_and_at_once_on_entering_a_regime():
+    class Counting(Adaptive):
+        decisions: int = 0
+
+        def _decide(self, probed, entered):
+            self.decisions += 1
+            return super()._decide(probed, entered)
+
+    steady = Counting(decide_every=4)
+    play(steady, lambda i, c: 3, 85)  # 5 warm-up rounds, then 80 in one regime (3 of a bigger block)
+    assert 20 <= steady.decisions <= 22
+    flipping = Counting(decide_every=4)
+    play(flipping, lambda i, c: EVERYTHING if i % 2 else 0, 85)  # a new regime every round
+    assert flipping.decisions >= 79
+    with pytest.raises(SpecdiffError, match="decide_every"):
+        Adaptive(decide_every=0)
