@@ -292,9 +292,12 @@ class Adaptive:
       is another drafter: ``_expected_tokens``). It sends no confidence, so it is never cut and
       never escalated. A lookup round that found no guess proposed nothing and counts as a
       miss at position 0. The warm-up measures it in its third round instead of a second step
-      count. On the pocket pair the lookup's guess reaches as far as the denoised draft at most
-      positions (its verifier loops) at 0.3 ms instead of 10-14 ms, and Adaptive drafts from it
-      most rounds (``benchmarks/controller_replay.py``).
+      count. Every model round also reports how far the lookup's guess (its canvas seed) went
+      against what the round committed (``RoundStats.lookup_reach``), counted as lookup evidence
+      (``_count_lookup``), so a few early failed lookup rounds do not keep the policy off it. On
+      the pocket pair the lookup's guess reaches about as far as the denoised draft (its verifier
+      loops) for 0.3 ms instead of 10-14 ms, and Adaptive drafts from it most rounds
+      (``benchmarks/controller_replay.py``).
     - Fall-back: when no choice beats plain decoding, rounds run plain; after ``probe_after`` plain
       rounds one probe round drafts with the best choice; each failed probe doubles the wait (up
       to ``max_probe_after``), a successful one resumes speculation.
