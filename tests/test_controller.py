@@ -545,17 +545,19 @@ def test_the_lookup_is_offered_only_by_a_drafter_that_has_one():
     assert {c.denoising_steps for c in lookup_only if c.block_size} == {0}
 
 
-def test_a_lookup_block_accepted_whole_does_not_escalate():
-    """Escalation doubles a block because the cut guards what is verified; a lookup draft carries
-    no confidence and is never cut, so a doubled lookup block would pay to verify past a run the
-    policy's own estimates already place."""
+def test_a_lookup_block_accepted_whole_doubles_the_next():
+    """The lookup's runs are censored by its block as the model's are: a lookup block accepted
+    whole doubles the next one (it sends no confidence, so no cut is needed first)."""
     def lookup_blocks(policy) -> list[int]:
-        played = play_with_confidence(policy, lambda i: 1, 120, canvas=64, min_steps=0,
-                                      lookup_run=lambda i: 6, machine=Machine(verify_per_token=0.001))
-        return [c.block_size for c, _, _ in played[40:] if c.block_size and c.denoising_steps == 0]
+        played = play_with_confidence(policy, lambda i: 1, 60, canvas=64, min_steps=0,
+                                      lookup_run=lambda i: 2 if i < 30 else EVERYTHING,
+                                      machine=Machine(verify_per_token=0.0003))
+        return [c.block_size for c, _, _ in played[30:] if c.block_size and c.denoising_steps == 0]
 
-    guarded = lookup_blocks(Adaptive())  # 6 (the run is 6) but for an exploration move now and then
-    assert len(guarded) > 40 and sum(b > 8 for b in guarded) <= len(guarded) // 10
+    escalating = lookup_blocks(Adaptive())
+    climb = escalating[: escalating.index(64) + 1]
+    assert climb[0] < 16 and len(climb) <= 4 and all(b >= 2 * a for a, b in zip(climb, climb[1:], strict=False))
+    assert 64 not in lookup_blocks(Adaptive(escalate=False))[:4]
 
 
 def test_model_rounds_teach_how_far_the_lookup_would_have_gone():
