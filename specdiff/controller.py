@@ -353,7 +353,8 @@ class Adaptive:
     cut_on_confidence: bool = True
     # Calibration is a property of the drafter and the verifier, not of the prompt: a long memory, in rounds.
     calibration_memory: float = 256.0
-    # A block accepted whole while the cut is on: the next round drafts at least twice as far.
+    # A block accepted whole (a model draft's while the cut is on, a lookup draft's always): the
+    # next round drafts at least twice as far.
     escalate: bool = True
     # Rounds between re-weighings of the current regime's choice (entering a regime, or a probe,
     # decides at once): see the class docstring, "Compute".
