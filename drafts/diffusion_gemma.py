@@ -210,8 +210,10 @@ class DiffusionDraftSession:
 
     def _starting_canvas(self, batch: int, shift: int, recycle: bool, generator: torch.Generator) -> torch.Tensor:
         """Fresh noise, the context lookup's guess over it, or (recycling) the last canvas's
-        unconsumed tail shifted into place with noise behind it."""
+        unconsumed tail shifted into place with noise behind it. Sets ``self.guesses``: the
+        lookup's guesses when it consulted the lookup, else None."""
         length = self.drafter.canvas_length
+        self.guesses = None
         if recycle and self.last_canvas is not None:
             tail = self.last_canvas[:, shift:]
             return torch.cat([tail, self._noise(batch, length - tail.shape[1], generator)], dim=1)
@@ -259,7 +261,6 @@ class DiffusionDraftSession:
         cfg = drafter.denoising
         schedule = LinearTemperatureScheduleLogitsProcessor(cfg.t_min, cfg.t_max, denoising_steps)
         stopper = StableAndConfidentStoppingCriteria(cfg.stability_threshold, cfg.confidence_threshold)
-        self.guesses = None  # set by the starting canvas when it consults the lookup
         canvas = self._starting_canvas(batch, n_pending, recycle_canvas, generator)
         self_conditioning = None
         steps_used = 0

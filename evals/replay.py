@@ -40,7 +40,8 @@ class Trace:
 
     Attributes:
         steps: the denoising-steps settings drafted, ascending.
-        reach: ``[S, n]`` int: L(t) per setting, the leading draft tokens equal to the output's.
+        reach: ``[S, n]`` int: L(t) per setting, the leading draft tokens equal to the output's
+            (0 where nothing was offered).
         confidence: ``[S, n, C]`` float: the drafter's confidence per canvas position (NaN past
             the output's end, where nothing was drafted, and for a draft without confidence: the
             context lookup's, at 0 steps).
@@ -171,7 +172,7 @@ def replay(controller: Any, traces: list[Trace], costs: RoundCosts, first_round_
             steps = trace.steps[row] if k > 0 else 0
             # A drafting round reports how far the lookup's guess went (a model round's canvas seed).
             known = k > 0 and trace.steps[0] == 0
-            lookup_reach = min(int(trace.reach[0, t]) * bool(trace.offered[0, t]), accepted + 1) if known else -1
+            lookup_reach = min(int(trace.reach[0, t]), accepted + 1) if known else -1
             stats = RoundStats(len(rounds), k, steps, steps, kept, accepted, accepted + 1, draft_s,
                                float(costs.verify_s[kept]), 0.0, choice.recycle_canvas and kept > 0, lookup_reach)
             controller.observe(stats)

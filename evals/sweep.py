@@ -179,15 +179,6 @@ def suite_to_run(name: str, limit: int | None, largest_block: int, what: str, dr
     return suite if limit is None else Suite(suite.name, suite.prompts[:limit])
 
 
-def check_steps_supported(steps: tuple[int, ...], min_steps: int, flag: str) -> None:
-    """Refuse 0 denoising steps (the context lookup's guess) for a drafter without a lookup."""
-    if min(steps) < min_steps:
-        raise SpecdiffError(
-            f"{flag} includes 0 denoising steps (the drafter's context lookup guess), and this drafter has no "
-            "context lookup; drop 0 from the list, or use a diffusion drafter with context_seed on"
-        )
-
-
 def check_sweep(config: SweepConfig, canvas_length: int | None = None) -> Suite:
     """Refuse bad arguments, naming the fix; returns the suite to run (cut to ``limit``)."""
     from specdiff.sampling import SamplingConfig
@@ -499,7 +490,9 @@ def run_sweep(
             from specdiff.cli import load_decoder
 
             decoder = load_decoder(config.drafter, config.verifier)
-        check_steps_supported(config.denoising_steps, decoder.min_steps, "--steps")
+        from specdiff.controller import check_steps
+
+        check_steps(min(config.denoising_steps), decoder.min_steps, "--steps")
         prompt_ids = _encode_all(decoder, suite, config.max_new_tokens)
         _warm_up(decoder, prompt_ids[suite.prompts[0].id], config)
         with progress_bar(progress, len(pending), "sweep") as advance:

@@ -60,13 +60,19 @@ def check_block_and_steps(block_size: int, denoising_steps: int, canvas_length: 
             f"block_size must be between 1 and the drafter's canvas length {canvas_length} "
             f"(got {block_size}); pick a block size in that range"
         )
+    check_steps(denoising_steps, min_steps)
+
+
+def check_steps(denoising_steps: int, min_steps: int = 1, name: str = "denoising_steps") -> None:
+    """Refuse a step count below 0, or 0 (the context lookup's guess) for a drafter without a lookup
+    (``min_steps`` 1); ``name`` is what the message calls the value (an option's flag, say)."""
     if denoising_steps == 0 and min_steps > 0:
         raise SpecdiffError(
-            "denoising_steps 0 proposes the drafter's context lookup guess, and this drafter has no "
+            f"{name} 0 proposes the drafter's context lookup guess, and this drafter has no "
             "context lookup; use 1 or more steps, or a diffusion drafter with context_seed on"
         )
     if denoising_steps < 0:
-        raise SpecdiffError(f"denoising_steps must be >= 0 (got {denoising_steps})")
+        raise SpecdiffError(f"{name} must be >= 0 (got {denoising_steps})")
 
 
 @dataclass
@@ -292,8 +298,8 @@ class Adaptive:
       is another drafter: ``_expected_tokens``). It sends no confidence, so it is never cut; a
       lookup block accepted whole still doubles the next (``escalate``: its deep positions are
       otherwise only ever seen through short blocks). A lookup round that found no guess proposed
-      nothing and counts as a miss at position 0. The warm-up measures it in its third round instead of a second step
-      count. Every model round also reports how far the lookup's guess (its canvas seed) went
+      nothing and counts as a miss at position 0. The warm-up measures it in its third round
+      instead of a second step count. Every model round also reports how far the lookup's guess (its canvas seed) went
       against what the round committed (``RoundStats.lookup_reach``), counted as lookup evidence
       (``_count_lookup``), so a few early failed lookup rounds do not keep the policy off it. On
       the pocket pair the lookup's guess reaches about as far as the denoised draft (its verifier
@@ -322,9 +328,10 @@ class Adaptive:
     pocket pair's CPU takes only about 25 ms, so the current regime's choice is re-weighed every
     ``decide_every`` rounds, and at once on entering a regime or after a probe (the counts move by
     a sixteenth a round and a change needs a 10% gain, ``hysteresis``). Every 4 rounds halved the
-    policy's time in the decode loop (0.83 -> 0.43 ms a round, with the verify curve's knots now
-    refitted only when predicted from); replayed over 8 orders of each suite's prompts it was
-    within 1.5% of deciding every round.
+    policy's time in the decode loop (0.83 -> 0.43 ms a round in a throwaway timing, with the
+    verify curve's knots refitted only when predicted from; ``benchmarks/controller_replay.py``
+    prints the current figure, 0.48-0.53 ms); replayed over 8 orders of each suite's prompts (a
+    throwaway script) it was within 1.5% of deciding every round.
 
     Only the first generation warms up. Later ones on the same drafter start from what the earlier
     ones learnt: the cost fits (same hardware, same models) and the acceptance counts, faded, since
@@ -460,8 +467,8 @@ class Adaptive:
             # The last round's whole block was accepted, so its run went on past the block: how
             # far is censored, and only a longer block can tell. With the cut guarding what is
             # verified, drafting further costs only the drafter's wider LM head; a lookup draft
-            # is free to widen and only its verify grows (uncut, it replayed 1-3% faster than
-            # without escalation on the pocket pair's code and functions suites, over 8 orders).
+            # is free to widen and only its verify grows (replayed 2-3% faster than without
+            # escalation on code and functions: benchmarks/controller_replay.py's ablation row).
             return replace(self.current, block_size=max(self.current.block_size,
                                                         min(2 * self.binding, self.canvas_length)))
         return self.current
@@ -490,9 +497,9 @@ class Adaptive:
 
     def observe(self, stats: RoundStats) -> None:
         keep = 1.0 - 1.0 / self.memory
-        # A lookup round that found no guess proposed nothing, yet it was a drafting attempt: it
-        # teaches that the lookup offers nothing here (position 0 not reached).
-        drafted = stats.block_size > 0 and (stats.proposed > 0 or stats.denoising_steps == 0)
+        # Every round with a block asked the drafter. One that proposed nothing (a lookup round
+        # without a guess) teaches that the lookup offers nothing here (position 0 not reached).
+        drafted = stats.block_size > 0
         self.cost = self.cost.updated(stats, teach_draft=self.drafted_last)
         # Only a round that ran the model encoded the committed tokens: after any other, the next
         # model round also encodes what was committed meanwhile, so its seconds stay out of the fit.
@@ -653,8 +660,8 @@ class Adaptive:
         few rounds at a rarely tried setting are mostly noise (a lucky fully accepted exploration
         round at 2 steps made the pocket pair's hot regime draft at twice the cost for no gain).
         So is whether to run the model at all or copy the context lookup's guess (0 steps): picking
-        it per regime replayed up to 10% slower on the pocket pair's suites (regimes flipped to
-        the model after short runs, where it did no better).
+        it per regime replayed within 0.5% of it on each suite (averaged over 8 prompt orders; a
+        throwaway script) once model rounds report the lookup's reach, so the simpler rule stays.
         """
         seconds = self.round_seconds()  # [R, G]
         rates = tokens[:, self.grid] / seconds  # [R, G]: predicted committed tokens per second

@@ -335,6 +335,4 @@ class CostModel:
         verify_s = self.verify.predict(block_size + 1)
         if block_size == 0:
             return verify_s
-        if denoising_steps == 0:
-            return self.lookup.predict(block_size) + verify_s
-        return self.draft.predict(denoising_steps, block_size) + verify_s
+        return float(self.draft_many(denoising_steps, block_size)) + verify_s
