@@ -19,9 +19,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from specdiff.evals.bench import BENCH_METHODS, BenchConfig, BenchMethod, run_bench, speculative
-
 from specdiff.controller import Adaptive, Fixed
+from specdiff.evals.bench import BENCH_METHODS, BenchConfig, BenchMethod, run_bench, speculative
 
 
 def recycling_methods(block_size: int) -> dict[str, BenchMethod]:

@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from specdiff.controller import Adaptive, Fixed, Heuristic
 from specdiff.evals.replay import RoundCosts, Trace, hindsight_seconds, record_trace, replay
 from specdiff.evals.suites import load_suite
 
-from specdiff.controller import Adaptive, Fixed, Heuristic
-from specdiff.embedded import load_pocket
+from specdiff.loaders import load_pocket
 
 
 class Timed:

@@ -27,7 +27,7 @@ import torch
 from specdiff.drafts import ContextSeed, ProposalMode
 from specdiff.evals.suites import load_suite
 
-from specdiff.embedded import load_pocket
+from specdiff.loaders import load_pocket
 
 
 def acceptance_length(decoder, prompts: list, seeds: int = 1, **kwargs) -> float:

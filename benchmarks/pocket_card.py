@@ -143,7 +143,7 @@ def main() -> None:
     from specdiff.evals.bench import load_ar_drafter
     from specdiff.evals.suites import load_suite
 
-    from specdiff.embedded import load_pocket
+    from specdiff.loaders import load_pocket
 
     decoder = load_pocket()
     prompts = [decoder.verifier.tokenizer(p.prompt, return_tensors="pt").input_ids

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
+from specdiff.controller import CONFIDENCE_EDGES, Fixed, confidence_bins
 from specdiff.evals.suites import load_suite
 
-from specdiff.controller import CONFIDENCE_EDGES, Fixed, confidence_bins
-from specdiff.embedded import load_pocket
+from specdiff.loaders import load_pocket
 
 
 @dataclass

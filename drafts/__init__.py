@@ -1,8 +1,13 @@
-"""Draft engines: propose a block of tokens together with the exact distribution each was drawn from."""
+"""Draft engines: proposers of a block of tokens, each with the exact distribution it was drawn from.
 
-from specdiff.drafts.base import Draft, DraftEngine, DraftSession, ProposalMode
-from specdiff.drafts.context import ContextSeed
-from specdiff.drafts.diffusion_gemma import DenoisingConfig, DiffusionGemmaDrafter
+``DiffusionGemmaDrafter`` denoises a canvas; ``NgramLookup`` copies the context's continuation.
+Both implement ``specdiff.protocols.DraftEngine``; add a proposer by implementing it too.
+"""
+
+from specdiff.drafts.diffusion_gemma import DenoisingConfig, DiffusionGemmaDrafter, ProposalMode
+from specdiff.drafts.ngram import ContextSeed, NgramLookup
+
+from specdiff.protocols import Draft, DraftEngine, DraftSession, Proposer
 
 __all__ = [
     "ContextSeed",
@@ -11,5 +16,7 @@ __all__ = [
     "Draft",
     "DraftEngine",
     "DraftSession",
+    "NgramLookup",
     "ProposalMode",
+    "Proposer",
 ]

@@ -16,22 +16,15 @@ from 0.53 to 0.86 on held-out code (``benchmarks/pocket_card.py``) and tokens a 
 holds the encoder's token there like any other position.
 
 With ``context_seed`` set, a round's canvas starts from the context lookup's guess at the
-continuation (``specdiff.drafts.context``: what followed the most recent earlier occurrence of the
+continuation (``specdiff.drafts.ngram``: what followed the most recent earlier occurrence of the
 last few committed tokens) wherever the context has one, instead of pure noise. The guess is only
 the starting canvas; the proposal is still the denoised output and the distribution it was drawn
 from, so losslessness does not depend on it. The pocket drafter is trained for it (its
 ``drafter_seeded`` stage).
 
-A round may ask for 0 denoising steps when the drafter has a context lookup: it then proposes the
-lookup's guess itself, the canvas it would start from, without running the model (``min_denoising_steps``
-is 0). The guess is a deterministic function of the committed tokens, so its distribution is
-one-hot and the acceptance test stays exact under sampling. Where the context holds no earlier
-occurrence of its last tokens there is no guess, and the round proposes nothing (the decoder then
-runs a plain verifier step). The committed tokens of such rounds wait in the session and are
-encoded by the next round that runs the model, in the same single call. Why: a verifier's output
-often repeats its context, and copying costs nothing; on the pocket pair the lookup's guess
-reaches further than the denoised draft at most positions, since the small verifier loops.
-The controller decides, round by round, which pays (``specdiff.controller.Adaptive``).
+While it drafts, the session reports the lookup's guess it seeded the canvas with
+(``Draft.side``), so a controller learns how far the n-gram proposer (``specdiff.drafts.ngram``)
+would have gone in rounds it did not run.
 
 Each denoising step follows transformers' reference sampler
 (``transformers.models.diffusion_gemma.generation_diffusion_gemma``): logits divided by the linear
@@ -43,13 +36,13 @@ generator the decode loop passes in, so seeded runs repeat exactly.
 
 from __future__ import annotations
 
+import enum
 import os
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from specdiff.drafts.base import Draft, ProposalMode
-from specdiff.drafts.context import ContextSeed, context_continuation
+from specdiff.drafts.ngram import ContextSeed, context_continuation
 from transformers import DiffusionGemmaForBlockDiffusion, DynamicCache
 from transformers.models.diffusion_gemma.generation_diffusion_gemma import (
     EntropyBoundSampler,
@@ -60,6 +53,7 @@ from transformers.models.diffusion_gemma.generation_diffusion_gemma import (
 
 from specdiff.errors import SpecdiffError
 from specdiff.loading import load_model, load_tokenizer
+from specdiff.protocols import Choice, Draft, Proposer, SideReport
 from specdiff.sampling import sample_categorical
 
 # transformers' defaults for a checkpoint whose generation config leaves a value unset.
@@ -70,6 +64,34 @@ _REFERENCE_DEFAULTS = {
     "stability_threshold": 1,
     "confidence_threshold": 0.005,
 }
+
+
+class ProposalMode(enum.Enum):
+    """Which tokens of the denoised canvas a drafter proposes, and with what distribution.
+
+    ARGMAX: the final argmax canvas. Given the drafter's own random noise (drawn independently of
+        the verifier's randomness), the proposal is a deterministic function of the context, so the
+        distribution each token was drawn from is one-hot. Speculative sampling is exact for any
+        draft distribution, one-hot included, and greedy verification ignores it.
+    RESAMPLE: each token re-drawn independently from the last denoising step's distribution (the
+        temperature-scheduled logits). The tokens are conditionally independent given those
+        logits, so the distribution of token i given the context and the earlier draft tokens is
+        exactly that step's row i: the acceptance test sees the true draft distribution.
+    AUTO: ARGMAX for greedy decoding, RESAMPLE when sampling. Under sampling a one-hot draft is
+        accepted with the verifier's probability of that one token, while a resampled draft is
+        accepted with the overlap of the two distributions: on the pocket pair at temperature
+        0.7-1.0, 1.57-1.73 tokens a round against 1.13-1.31 (``benchmarks/draft_options.py``).
+    """
+
+    ARGMAX = "argmax"
+    RESAMPLE = "resample"
+    AUTO = "auto"
+
+    def resolved(self, greedy: bool) -> ProposalMode:
+        """The concrete mode for a greedy or a sampled decode (AUTO picks; the others stay)."""
+        if self is ProposalMode.AUTO:
+            return ProposalMode.ARGMAX if greedy else ProposalMode.RESAMPLE
+        return self
 
 
 @dataclass(frozen=True)
@@ -102,7 +124,7 @@ class DenoisingConfig:
 
 
 class DiffusionGemmaDrafter:
-    """Wraps a ``DiffusionGemmaForBlockDiffusion`` as a draft engine.
+    """Wraps a ``DiffusionGemmaForBlockDiffusion`` as a draft engine (``specdiff.protocols.DraftEngine``).
 
     Args:
         model: the diffusion model (any device and dtype).
@@ -117,6 +139,8 @@ class DiffusionGemmaDrafter:
             noise, None (default) for what the checkpoint's config records: drafters
             trained for seeded canvases record their lookup there, others start from noise.
     """
+
+    kind = Proposer.DIFFUSION
 
     def __init__(
         self,
@@ -138,6 +162,7 @@ class DiffusionGemmaDrafter:
         self.encoder_first_token = encoder_first_token
         self.context_seed = ContextSeed.resolve(context_seed, model.config)
         self.canvas_length: int = int(model.config.canvas_length)
+        self.max_block_size = self.canvas_length
         self.vocab_size: int = int(model.config.text_config.vocab_size)
 
     @classmethod
@@ -154,11 +179,6 @@ class DiffusionGemmaDrafter:
         model = load_model(DiffusionGemmaForBlockDiffusion, path_or_id, **kwargs)
         return cls(model, load_tokenizer(path_or_id), proposal_mode=proposal_mode, denoising=denoising,
                    encoder_first_token=encoder_first_token, context_seed=context_seed)
-
-    @property
-    def min_denoising_steps(self) -> int:
-        """0 when the drafter has a context lookup (a 0-step round proposes its guess), else 1."""
-        return 0 if self.context_seed is not None else 1
 
     @property
     def device(self) -> torch.device:
@@ -194,7 +214,6 @@ class DiffusionDraftSession:
         self.history = self.unencoded  # [B, T]: every committed token, for the context lookup
         self.encoded_length = 0
         self.last_canvas: torch.Tensor | None = None  # [B, C], for canvas recycling
-        self.guesses: tuple[torch.Tensor, ...] | None = None  # per row [G]: this round's lookup guess
         self.next_logits: torch.Tensor | None = None  # [B, 1, V]: the encoder's, at the last committed token
         self.sampler = EntropyBoundSampler(
             EntropyBoundSamplerConfig(entropy_bound=drafter.denoising.entropy_bound),
@@ -208,33 +227,29 @@ class DiffusionDraftSession:
             0, self.drafter.vocab_size, (batch, length), generator=generator, device=self.device
         )
 
-    def _starting_canvas(self, batch: int, shift: int, recycle: bool, generator: torch.Generator) -> torch.Tensor:
+    def _starting_canvas(self, batch: int, shift: int, recycle: bool, generator: torch.Generator) -> tuple[
+        torch.Tensor, SideReport | None
+    ]:
         """Fresh noise, the context lookup's guess over it, or (recycling) the last canvas's
-        unconsumed tail shifted into place with noise behind it. Sets ``self.guesses``: the
-        lookup's guesses when it consulted the lookup, else None."""
+        unconsumed tail shifted into place with noise behind it: the canvas ``[B, C]``, and the
+        lookup's guesses when it consulted the lookup."""
         length = self.drafter.canvas_length
-        self.guesses = None
         if recycle and self.last_canvas is not None:
             tail = self.last_canvas[:, shift:]
-            return torch.cat([tail, self._noise(batch, length - tail.shape[1], generator)], dim=1)
+            return torch.cat([tail, self._noise(batch, length - tail.shape[1], generator)], dim=1), None
         noise = self._noise(batch, length, generator)
         seed = self.drafter.context_seed
-        if seed is not None:
-            self.guesses = tuple(context_continuation(self.history[row], length, seed) for row in range(batch))
-            for row, guess in enumerate(self.guesses):
-                noise[row, : guess.shape[0]] = guess
-        return noise
+        if seed is None:
+            return noise, None
+        guesses = tuple(context_continuation(self.history[row], length, seed) for row in range(batch))
+        for row, guess in enumerate(guesses):
+            noise[row, : guess.shape[0]] = guess
+        return noise, SideReport(Proposer.NGRAM, guesses)
 
     @torch.no_grad()
-    def propose(
-        self,
-        new_tokens: torch.Tensor,
-        block_size: int,
-        denoising_steps: int,
-        generator: torch.Generator,
-        recycle_canvas: bool = False,
-    ) -> Draft:
-        """Encode ``new_tokens`` ``[B, n]``, denoise a canvas, and propose its first ``block_size`` tokens.
+    def propose(self, new_tokens: torch.Tensor, choice: Choice, generator: torch.Generator) -> Draft:
+        """Encode ``new_tokens`` ``[B, n]``, denoise a canvas for at most ``choice.denoising_steps``
+        steps, and propose its first ``choice.block_size`` tokens.
 
         Returns:
             ``Draft`` with tokens ``[B, block_size]`` and probs ``[B, block_size, V]`` (None in
@@ -242,16 +257,12 @@ class DiffusionDraftSession:
         """
         drafter = self.drafter
         canvas_length = drafter.canvas_length
+        block_size, denoising_steps, recycle_canvas = choice.block_size, choice.denoising_steps, choice.recycle_canvas
         assert 1 <= block_size <= canvas_length, f"block_size {block_size} outside 1..{canvas_length}"
-        assert denoising_steps >= drafter.min_denoising_steps, (
-            f"denoising_steps must be >= {drafter.min_denoising_steps} for this drafter"
-        )
+        assert denoising_steps >= 1, "a diffusion draft runs at least one denoising step"
         pending = torch.cat([self.unencoded, new_tokens.to(self.device)], dim=1)  # [B, n]
         if new_tokens.shape[1]:
             self.history = torch.cat([self.history, new_tokens.to(self.device)], dim=1)
-        if denoising_steps == 0:
-            self.unencoded = pending  # encoded by the next round that runs the model
-            return self._lookup_draft(block_size)
         batch, n_pending = pending.shape
         start = self.encoded_length
         position_ids = torch.arange(start, start + n_pending, device=self.device)[None]
@@ -261,7 +272,7 @@ class DiffusionDraftSession:
         cfg = drafter.denoising
         schedule = LinearTemperatureScheduleLogitsProcessor(cfg.t_min, cfg.t_max, denoising_steps)
         stopper = StableAndConfidentStoppingCriteria(cfg.stability_threshold, cfg.confidence_threshold)
-        canvas = self._starting_canvas(batch, n_pending, recycle_canvas, generator)
+        canvas, side = self._starting_canvas(batch, n_pending, recycle_canvas, generator)
         self_conditioning = None
         steps_used = 0
         for cur_step in range(denoising_steps, 0, -1):  # steps remaining, as in transformers
@@ -269,7 +280,7 @@ class DiffusionDraftSession:
             out = drafter.model.model(
                 input_ids=pending if encode_now else None,
                 position_ids=position_ids if encode_now else None,
-                past_key_values=self.cache,
+                cache=self.cache,
                 decoder_input_ids=canvas,
                 decoder_position_ids=canvas_positions,
                 self_conditioning_logits=self_conditioning,
@@ -304,16 +315,4 @@ class DiffusionDraftSession:
             probs = torch.softmax(head, dim=-1)
             tokens = sample_categorical(probs, generator)
         # ``head`` is the distribution's logits: the draft's confidence comes from it, on demand.
-        return Draft(tokens=tokens, probs=probs, denoising_steps_used=steps_used, scores=head, guesses=self.guesses)
-
-    def _lookup_draft(self, block_size: int) -> Draft:
-        """The context lookup's guess at the next ``block_size`` tokens, proposed as it is: a
-        one-hot draft without confidence, ``[B, block_size]``, or ``[B, 0]`` when a row has no guess.
-        The guesses it carries run the canvas's length, as a model round's seed does."""
-        seed = self.drafter.context_seed
-        assert seed is not None, "a 0-step draft needs the context lookup"
-        guesses = tuple(context_continuation(row, self.drafter.canvas_length, seed) for row in self.history)
-        if min(guess.shape[0] for guess in guesses) == 0:
-            return Draft(tokens=self.history[:, :0], probs=None, denoising_steps_used=0, guesses=guesses)
-        tokens = torch.stack([guess[:block_size] for guess in guesses])
-        return Draft(tokens=tokens, probs=None, denoising_steps_used=0, guesses=guesses)
+        return Draft(tokens=tokens, probs=probs, denoising_steps_used=steps_used, scores=head, side=side)

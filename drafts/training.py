@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from specdiff.drafts.context import ContextSeed, context_continuation
+from specdiff.drafts.ngram import ContextSeed, context_continuation
 from specdiff.verifiers.training import IGNORE_INDEX, BatchSource, TextShape, text_config_kwargs
 
 TINY_VISION_CONFIG = dict(
@@ -70,7 +70,7 @@ class DiffusionObjective:
     # little to acceptance while their near-unpredictable targets dominate a uniform loss.
     position_decay: float | None = 8.0
     # Share of canvases (among those whose context has a recurring n-gram) that start from the
-    # context lookup's guess (`specdiff.drafts.context`) instead of a corrupted target, as the
+    # context lookup's guess (`specdiff.drafts.ngram`) instead of a corrupted target, as the
     # engine's canvas does with `context_seed` on: the decoder learns to keep a right guess and
     # overwrite a wrong one.
     context_seed_prob: float = 0.0

@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,8 +61,10 @@ class BenchConfig:
     limit: int | None = None
     threads: int | None = None
     grid_block_sizes: tuple[int, ...] = (4, 8, 16, 32)
-    # 0: the drafter's context lookup guess, undenoised (skipped for a drafter without a lookup).
-    grid_steps: tuple[int, ...] = (0, 1, 2)
+    # Who drafts in the grid: the n-gram lookup (blocks only) and the diffusion drafter (x steps);
+    # a proposer the decoder lacks is skipped.
+    grid_proposers: tuple[str, ...] = ("ngram", "diffusion")
+    grid_steps: tuple[int, ...] = (1, 2)
     grid_prompts: int = 6
     drafter: str | None = None
     verifier: str | None = None
@@ -93,7 +95,7 @@ class BenchContext:
     decoder: Any
     max_new_tokens: int
     ar_drafter: Any | None = None
-    best: Any | None = None  # a specdiff.controller.Choice, once the grid ran
+    best: Any | None = None  # a specdiff.protocols.Choice, once the grid ran
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -169,9 +171,9 @@ def speculative(make_controller: Callable[[BenchContext], Any]) -> Runner:
 
         base = ctx.decoder
         decoder = SpeculativeDecoder(
-            base.drafter, base.verifier, controller=make_controller(ctx), tokenizer=base.tokenizer
+            list(base.proposers.values()), base.verifier, controller=make_controller(ctx), tokenizer=base.tokenizer
         )
-        result = decoder.generate(prompt_ids, ctx.max_new_tokens)
+        result = decoder.generate(prompt_ids, max_new_tokens=ctx.max_new_tokens)
         split = result.time_split()
         return MethodRun(
             result.token_ids,
@@ -186,19 +188,20 @@ def speculative(make_controller: Callable[[BenchContext], Any]) -> Runner:
 
 
 def _fixed_best(ctx: BenchContext) -> Any:
-    from specdiff.controller import Fixed
+    from specdiff.controllers import Fixed
 
-    return Fixed(ctx.best.block_size, ctx.best.denoising_steps)
+    best = ctx.best
+    return Fixed(best.block_size, max(best.denoising_steps, 1), best.recycle_canvas, best.proposer)
 
 
 def _heuristic(ctx: BenchContext) -> Any:
-    from specdiff.controller import Heuristic
+    from specdiff.controllers import Heuristic
 
     return Heuristic()
 
 
 def _adaptive(ctx: BenchContext) -> Any:
-    from specdiff.controller import Adaptive
+    from specdiff.controllers import Adaptive
 
     # One policy for the whole run, as a decoder keeps its own: measured costs carry over prompts.
     return ctx.extra.setdefault("adaptive", Adaptive())
@@ -237,10 +240,16 @@ def check_bench(config: BenchConfig, canvas_length: int | None = None) -> Suite:
         raise SpecdiffError(f"--repeats must be >= 1 (got {config.repeats})")
     if config.grid_prompts < 1:
         raise SpecdiffError(f"--grid-prompts must be >= 1 (got {config.grid_prompts})")
-    if not config.grid_block_sizes or not config.grid_steps:
-        raise SpecdiffError("the grid needs at least one block size and one step count")
-    if min(config.grid_block_sizes) < 1 or min(config.grid_steps) < 0:
-        raise SpecdiffError("grid block sizes must be >= 1 and steps >= 0 (0: the context lookup)")
+    from specdiff.args import proposer_named
+    from specdiff.controllers import check_steps
+
+    if not config.grid_block_sizes or not config.grid_steps or not config.grid_proposers:
+        raise SpecdiffError("the grid needs at least one proposer, one block size and one step count")
+    if min(config.grid_block_sizes) < 1:
+        raise SpecdiffError(f"grid block sizes must be >= 1 (got {min(config.grid_block_sizes)})")
+    check_steps(min(config.grid_steps), "--grid-steps")
+    for name in config.grid_proposers:
+        proposer_named(name)
     check_models_and_out(config.drafter, config.verifier, config.out, (".csv", ".parquet"))
     if (
         config.drafter is not None
@@ -259,38 +268,53 @@ def load_ar_drafter(path: str | None, like: Any) -> Any:
     from specdiff.loading import load_model
 
     if path is None:
-        from specdiff.embedded import pocket_folder
+        from specdiff.loaders import pocket_folder
 
         path = str(pocket_folder("ar_drafter"))
     return load_model(AutoModelForCausalLM, path, dtype=like.dtype).to(like.device)
 
 
+def grid_choices(config: BenchConfig, proposers: Any) -> list[Any]:
+    """The grid's choices: every block for each proposer the decoder has, the diffusion drafter's
+    also at every step count."""
+    from specdiff.args import proposer_named
+    from specdiff.protocols import Choice
+
+    choices = []
+    for proposer in dict.fromkeys(proposer_named(name) for name in config.grid_proposers):
+        if proposer not in proposers:
+            continue
+        for block in config.grid_block_sizes:
+            steps = config.grid_steps if proposer.denoises else (0,)
+            choices += [Choice(proposer, block, s) for s in steps]
+    if not choices:
+        have = ", ".join(p.value for p in proposers)
+        raise SpecdiffError(f"none of the grid's proposers is among this decoder's ({have}); fix --grid-proposers")
+    return choices
+
+
 def quick_grid(
-    decoder: Any, prompts: list[Any], config: BenchConfig, advance: Callable[[str], None] = lambda _: None
+    decoder: Any, prompts: list[Any], choices: list[Any], max_new_tokens: int,
+    advance: Callable[[str], None] = lambda _: None,
 ) -> pd.DataFrame:
-    """tokens/s and mean acceptance length of every grid configuration, fastest first."""
+    """tokens/s and mean acceptance length of every grid choice, fastest first (``choice`` column)."""
     import pandas as pd
 
-    rows = []
-    totals: dict[tuple[int, int], list[float]] = {}
+    totals: dict[Any, list[float]] = {}
     for ids in prompts:  # prompt-major, like the bench itself
-        for block in config.grid_block_sizes:
-            for steps in config.grid_steps:
-                result = decoder.generate(ids, config.max_new_tokens, block_size=block, denoising_steps=steps)
-                advance(f"quick grid: block {block} x {steps} steps")
-                acc = totals.setdefault((block, steps), [0, 0, 0.0])
-                acc[0] += len(result.token_ids)
-                acc[1] += result.num_rounds
-                acc[2] += result.elapsed_s
-    for (block, steps), (tokens, rounds, seconds) in totals.items():
-        rows.append(
-            dict(
-                block_size=block,
-                denoising_steps=steps,
-                tokens_per_s=tokens / seconds,
-                mean_acceptance_length=tokens / rounds,
-            )
-        )
+        for choice in choices:
+            steps = choice.denoising_steps if choice.proposer.denoises else None
+            result = decoder.generate(ids, max_new_tokens=max_new_tokens, proposer=choice.proposer,
+                                      block_size=choice.block_size, denoising_steps=steps)
+            advance(f"quick grid: {choice.proposer.value} {choice.block_size} x {choice.denoising_steps}")
+            acc = totals.setdefault(choice, [0, 0, 0.0])
+            acc[0] += len(result.token_ids)
+            acc[1] += result.num_rounds
+            acc[2] += result.elapsed_s
+    rows = [dict(choice=choice, proposer=choice.proposer.value, block_size=choice.block_size,
+                 denoising_steps=choice.denoising_steps, tokens_per_s=tokens / seconds,
+                 mean_acceptance_length=tokens / rounds)
+            for choice, (tokens, rounds, seconds) in totals.items()]
     return pd.DataFrame(rows).sort_values("tokens_per_s", ascending=False, ignore_index=True)
 
 
@@ -304,34 +328,27 @@ def run_bench(
     suite = check_bench(config, decoder.drafter.canvas_length if decoder is not None else None)
     use_threads(config.threads)
     if decoder is None:
-        from specdiff.cli import load_decoder
+        from specdiff.loaders import load_decoder
 
         decoder = load_decoder(config.drafter, config.verifier)
-    # The default grid tries 0 steps (the context lookup); a drafter without one runs the rest.
-    runnable = tuple(s for s in config.grid_steps if s >= decoder.min_steps)
-    if not runnable:  # only 0 asked for, and the drafter has no lookup
-        from specdiff.controller import check_steps
-
-        check_steps(0, decoder.min_steps, "--grid-steps")
-    config = replace(config, grid_steps=runnable)
+    choices = grid_choices(config, decoder.proposers)
     ctx = BenchContext(decoder, config.max_new_tokens)
     if any(BENCH_METHODS[m].needs_ar_drafter for m in methods):
         ctx.ar_drafter = (
             ar_drafter if ar_drafter is not None else load_ar_drafter(config.ar_drafter, decoder.verifier.model)
         )
     prompt_ids = [decoder.encode_prompt(p.prompt) for p in suite.prompts]
-    decoder.generate(prompt_ids[0], min(8, config.max_new_tokens), block_size=min(config.grid_block_sizes))
+    warm = min(8, config.max_new_tokens)
+    decoder.generate(prompt_ids[0], max_new_tokens=warm, block_size=min(config.grid_block_sizes))
     needs_grid = any(BENCH_METHODS[m].needs_grid for m in methods)
-    grid_runs = len(config.grid_block_sizes) * len(config.grid_steps) * len(prompt_ids[: config.grid_prompts])
+    grid_runs = len(choices) * len(prompt_ids[: config.grid_prompts])
     timed_runs = config.repeats * len(prompt_ids) * len(methods)
     with progress_bar(progress, grid_runs * needs_grid + timed_runs, "bench") as advance:
         grid = pd.DataFrame()
         if needs_grid:
-            grid = quick_grid(decoder, prompt_ids[: config.grid_prompts], config, advance)
-            from specdiff.controller import Choice
-
-            top = grid.iloc[0]
-            ctx.best = Choice(int(top["block_size"]), int(top["denoising_steps"]))
+            grid = quick_grid(decoder, prompt_ids[: config.grid_prompts], choices, config.max_new_tokens, advance)
+            ctx.best = grid.iloc[0]["choice"]
+            grid = grid.drop(columns="choice")
         for name in methods:  # warm-up: first-call costs land in no measurement
             BENCH_METHODS[name].run(
                 BenchContext(decoder, min(8, config.max_new_tokens), ctx.ar_drafter, ctx.best), prompt_ids[0]
@@ -383,6 +400,7 @@ def summarize_bench(
         .reindex(methods)
     )
     summary = pd.DataFrame({"method": methods})
+    summary["proposer"] = [best.proposer.value if m == "fixed_best" and best else "" for m in methods]
     summary["block_size"] = [best.block_size if m == "fixed_best" and best else 0 for m in methods]
     summary["denoising_steps"] = [best.denoising_steps if m == "fixed_best" and best else 0 for m in methods]
     for column in ("prompts", "new_tokens", "total_s"):

@@ -63,10 +63,12 @@ _SUITE_HELP = "A shipped suite (code, functions, prose), or a .jsonl / .csv / .p
 @friendly_errors
 def sweep(
     suite: str = typer.Option(_SWEEP["suite"], help=_SUITE_HELP),
+    proposers: str = typer.Option(
+        _joined(_SWEEP["proposers"]), help="Who drafts: diffusion (the drafter), ngram (the context lookup)."
+    ),
     block_sizes: str = typer.Option(_joined(_SWEEP["block_sizes"]), help="Draft tokens per round, comma-separated."),
     steps: str = typer.Option(
-        _joined(_SWEEP["denoising_steps"]),
-        help="Caps on denoising steps, comma-separated (0: the context lookup's guess, undenoised).",
+        _joined(_SWEEP["denoising_steps"]), help="The diffusion drafter's caps on denoising steps, comma-separated."
     ),
     temperatures: str = typer.Option(_joined(_SWEEP["temperatures"]), help="0 = greedy; comma-separated."),
     seeds: str = typer.Option(_joined(_SWEEP["seeds"]), help="Seeds (drafter noise and sampling), comma-separated."),
@@ -84,7 +86,8 @@ def sweep(
     out: Path = typer.Option(..., help="Results table, FILE.parquet or FILE.csv."),
     resume: bool = typer.Option(_SWEEP["resume"], help="Continue OUT: skip the rows it already holds."),
 ) -> None:
-    """Run every prompt under every block size x steps (x temperature x seed), plus the verifier alone.
+    """Run every prompt under every proposer x block size (x the drafter's steps, temperature, seed),
+    plus the verifier alone.
 
     Each finished row is on disk at once (OUT.rows.jsonl until the end), so a killed run loses at
     most the generation in flight; --resume picks up where it stopped.
@@ -94,6 +97,7 @@ def sweep(
     config = SweepConfig(
         out=out,
         suite=suite,
+        proposers=parse_list(proposers, str, "--proposers"),
         block_sizes=parse_list(block_sizes, int, "--block-sizes"),
         denoising_steps=parse_list(steps, int, "--steps"),
         temperatures=parse_list(temperatures, float, "--temperatures"),
@@ -148,7 +152,9 @@ def _fmt(value: Any, spec: str = ".2f") -> str:
 
 
 def _config_label(row: Any) -> str:
-    return "ar" if row.method == "ar" else f"{row.block_size} x {row.denoising_steps}"
+    from specdiff.evals.report import config_label
+
+    return config_label(row)
 
 
 # (header, how to show a summary row); the report's and the bench's tables share these columns.
@@ -199,7 +205,7 @@ def print_report(results: Any, summary: Any, top: int) -> None:
     for (suite, temperature), group in summary.groupby(["suite", "temperature"], sort=True):
         rows = list(group[group["method"] != "ar"].head(top).itertuples())
         rows += list(group[group["method"] == "ar"].itertuples())
-        title = f"{suite}, temperature {temperature:g}: top {top} by tokens/s (config: block size x steps)"
+        title = f"{suite}, temperature {temperature:g}: top {top} by tokens/s (config: proposer, block size x steps)"
         console.print()
         console.print(_table(title, columns, rows))
         winner = best[(best["suite"] == suite) & (best["temperature"] == temperature)]
@@ -208,12 +214,13 @@ def print_report(results: Any, summary: Any, top: int) -> None:
             mine = positions[
                 (positions["suite"] == suite)
                 & (positions["temperature"] == temperature)
+                & (positions["proposer"] == w["proposer"])
                 & (positions["block_size"] == w["block_size"])
                 & (positions["denoising_steps"] == w["denoising_steps"])
             ]
             rates = " ".join(f"{r:.2f}" for r in mine["conditional_rate"].head(16) if r == r)
             console.print(
-                f"acceptance by draft position at {w['block_size']} x {w['denoising_steps']} "
+                f"acceptance by draft position at {_config_label(w)} "
                 f"(given the earlier positions accepted): {rates or '—'}",
                 highlight=False,
             )
@@ -232,10 +239,10 @@ def bench(
     limit: int | None = typer.Option(_BENCH["limit"], help="Run only the suite's first N prompts."),
     threads: int | None = typer.Option(_BENCH["threads"], help="torch CPU threads (default: torch's choice)."),
     grid_block_sizes: str = typer.Option(_joined(_BENCH["grid_block_sizes"]), help="fixed_best's grid: block sizes."),
-    grid_steps: str = typer.Option(
-        _joined(_BENCH["grid_steps"]),
-        help="fixed_best's grid: denoising steps (0: the context lookup's guess; skipped for a drafter without one).",
+    grid_proposers: str = typer.Option(
+        _joined(_BENCH["grid_proposers"]), help="fixed_best's grid: proposers (ngram, diffusion)."
     ),
+    grid_steps: str = typer.Option(_joined(_BENCH["grid_steps"]), help="fixed_best's grid: the drafter's steps."),
     grid_prompts: int = typer.Option(_BENCH["grid_prompts"], help="fixed_best's grid runs on the first N prompts."),
     drafter: str | None = typer.Option(_BENCH["drafter"], help="Drafter folder or hub id (default: pocket)."),
     verifier: str | None = typer.Option(_BENCH["verifier"], help="Verifier folder or hub id (default: pocket)."),
@@ -257,6 +264,7 @@ def bench(
         limit=limit,
         threads=threads,
         grid_block_sizes=parse_list(grid_block_sizes, int, "--grid-block-sizes"),
+        grid_proposers=parse_list(grid_proposers, str, "--grid-proposers"),
         grid_steps=parse_list(grid_steps, int, "--grid-steps"),
         grid_prompts=grid_prompts,
         drafter=drafter,
@@ -276,7 +284,7 @@ def bench(
 def print_bench(result: Any) -> None:
     columns = [
         ("method", lambda r: r.method),
-        ("config", lambda r: f"{r.block_size} x {r.denoising_steps}" if r.block_size else ""),
+        ("config", lambda r: _config_label(r) if r.block_size else ""),
         *[(h, show) for h, show in _MEASURES if h != "speedup"],
         ("speedup vs ar", lambda r: _fmt(r.speedup_vs_ar) + "x"),
     ]

@@ -16,6 +16,7 @@ configuration (all prompts and seeds) rather than averaging per-prompt ratios:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from specdiff.evals.sweep import AR, SPECDIFF
 CONFIG_COLUMNS = [
     "suite",
     "method",
+    "proposer",
     "block_size",
     "denoising_steps",
     "temperature",
@@ -164,7 +166,7 @@ def write_plots(results: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     summary = summarize(results)
     temperature = sorted(summary["temperature"].unique())[0]
     summary = summary[summary["temperature"] == temperature]
-    spec = summary[summary["method"] == SPECDIFF]
+    spec = summary[summary["method"] == SPECDIFF].assign(setting=lambda f: _settings(f))
     suites = sorted(spec["suite"].unique())
     tag = f"temperature {temperature:g}"
     paths = []
@@ -174,7 +176,7 @@ def write_plots(results: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     fig, axes = _panels(plt, len(suites))
     for ax, suite in zip(axes, suites, strict=False):
         grid = spec[spec["suite"] == suite].pivot_table(
-            index="denoising_steps", columns="block_size", values="mean_acceptance_length"
+            index="setting", columns="block_size", values="mean_acceptance_length"
         )
         image = ax.imshow(grid.to_numpy(), cmap="viridis", aspect="auto", origin="lower")
         ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns])
@@ -189,7 +191,7 @@ def write_plots(results: pd.DataFrame, out_dir: str | Path) -> list[Path]:
                 color="white" if value < grid.to_numpy().mean() else "black",
                 fontsize=9,
             )
-        ax.set(title=suite, xlabel="block size", ylabel="denoising steps")
+        ax.set(title=suite, xlabel="block size", ylabel="proposer")
         fig.colorbar(image, ax=ax, label="mean acceptance length")
     paths.append(_save(fig, out / "acceptance_heatmap.png", f"Mean acceptance length (tokens per round), {tag}"))
 
@@ -198,8 +200,8 @@ def write_plots(results: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     for ax, suite in zip(axes, suites, strict=False):
         best = best_configs(spec[spec["suite"] == suite]).iloc[0]
         mine = positions[(positions["suite"] == suite) & (positions["block_size"] == best["block_size"])]
-        for steps, curve in mine.groupby("denoising_steps"):
-            ax.plot(curve["position"] + 1, curve["reach_rate"], marker=".", label=_steps(steps))
+        for setting, curve in mine.assign(setting=_settings(mine)).groupby("setting"):
+            ax.plot(curve["position"] + 1, curve["reach_rate"], marker=".", label=setting)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(
             title=f"{suite}, block {best['block_size']}",
@@ -214,12 +216,12 @@ def write_plots(results: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     fig, axes = _panels(plt, len(suites))
     for ax, suite in zip(axes, suites, strict=False):
         mine = spec[spec["suite"] == suite]
-        for steps, curve in mine.groupby("denoising_steps"):
+        for setting, curve in mine.groupby("setting"):
             ax.plot(
                 curve.sort_values("block_size")["block_size"],
                 curve.sort_values("block_size")["tokens_per_s"],
                 marker="o",
-                label=_steps(steps),
+                label=setting,
             )
         ar = summary[(summary["suite"] == suite) & (summary["method"] == AR)]["tokens_per_s"]
         if len(ar):
@@ -235,7 +237,7 @@ def write_plots(results: pd.DataFrame, out_dir: str | Path) -> list[Path]:
 
     best = best_configs(spec)
     fig, ax = plt.subplots(figsize=(7, 1.4 + 0.5 * len(best)))
-    labels = [f"{r.suite}: block {r.block_size} x {r.denoising_steps}" for r in best.itertuples()]
+    labels = [f"{r.suite}: {config_label(r)}" for r in best.itertuples()]
     left = np.zeros(len(best))
     for column, colour in (
         ("draft_share", "tab:blue"),
@@ -251,12 +253,24 @@ def write_plots(results: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     return paths
 
 
+def config_label(row: Any) -> str:
+    """A configuration as people read it: ``ar``, ``ngram 16``, ``diffusion 16 x 2``."""
+    if row.method == AR:
+        return "ar"
+    if row.proposer == "diffusion":
+        return f"diffusion {row.block_size} x {row.denoising_steps}"
+    return f"{row.proposer} {row.block_size}"
+
+
 def _legend_outside(ax) -> None:
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
 
 
-def _steps(steps: int) -> str:
-    return f"{steps} step" + ("s" if steps != 1 else "")
+def _settings(frame: pd.DataFrame) -> pd.Series:
+    """Each row's drafting setting: ``ngram``, or the diffusion drafter's ``N steps``."""
+    plural = np.where(frame["denoising_steps"] == 1, "", "s")
+    steps = frame["denoising_steps"].astype(int).astype(str) + " step" + plural
+    return steps.where(frame["proposer"] == "diffusion", frame["proposer"])
 
 
 def _panels(plt, n: int):
@@ -293,6 +307,7 @@ def markdown_table(frame: pd.DataFrame, digits: int = 2) -> str:
 SUMMARY_VIEW = [
     "suite",
     "method",
+    "proposer",
     "block_size",
     "denoising_steps",
     "temperature",

@@ -1,7 +1,8 @@
 """The acceptance sweep: every prompt of a suite under every configuration, one tidy row each.
 
-A configuration is a block size, a cap on denoising steps, a temperature (with top-k and top-p)
-and a seed. Each prompt also runs once per temperature and seed on the verifier alone
+A configuration is a proposer (the diffusion drafter or the n-gram lookup), a block size, a cap on
+denoising steps (the diffusion drafter's; 0 in the rows of proposers that do not denoise), a
+temperature (with top-k and top-p) and a seed. Each prompt also runs once per temperature and seed on the verifier alone
 (``method="ar"``, its own ``generate()``), the baseline every speedup is measured against. Per
 prompt the baseline runs first and the configurations follow, so machine noise hits all alike.
 
@@ -27,7 +28,7 @@ Row columns (``ROW_COLUMNS``): the key, then
 - ``output_hash``: a digest of the new token ids (greedy rows of one prompt must agree);
 - ``drafter``, ``verifier``: the models ("pocket" for the pocket pair).
 
-For ``method="ar"``: ``block_size = denoising_steps = 0``, one round per token, and all of
+For ``method="ar"``: ``proposer = "plain"``, ``block_size = denoising_steps = 0``, one round per token, and all of
 ``total_s`` counts as verifying. ``top_k = 0`` and ``top_p = 1.0`` mean no truncation.
 """
 
@@ -56,6 +57,7 @@ KEY_COLUMNS = [
     "suite",
     "prompt_id",
     "method",
+    "proposer",
     "block_size",
     "denoising_steps",
     "temperature",
@@ -89,6 +91,7 @@ ROW_COLUMNS = KEY_COLUMNS + [
 TIMING_COLUMNS = ["draft_s", "verify_s", "other_s", "setup_s", "total_s", "tokens_per_s"]
 LIST_COLUMNS = ["position_judged", "position_accepted"]
 SPECDIFF, AR = "specdiff", "ar"
+PLAIN, DIFFUSION = "plain", "diffusion"  # ``Proposer`` values, spelt out: this module loads without torch
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class SweepConfig:
 
     out: Path
     suite: str = "code"
+    proposers: tuple[str, ...] = ("diffusion", "ngram")
     block_sizes: tuple[int, ...] = (4, 8, 16, 32, 64)
     denoising_steps: tuple[int, ...] = (1, 2, 4, 8)
     temperatures: tuple[float, ...] = (0.0,)
@@ -123,6 +127,7 @@ class Task:
 
     prompt_id: str
     method: str
+    proposer: str
     block_size: int
     denoising_steps: int
     temperature: float
@@ -135,7 +140,7 @@ class Task:
 def drafter_canvas_length(drafter: str | None) -> int | None:
     """The drafter's canvas length read from its config (no weights loaded); None when unknown."""
     if drafter is None:
-        from specdiff.embedded import POCKET_DIR
+        from specdiff.loaders import POCKET_DIR
 
         location = POCKET_DIR / "drafter"
     else:
@@ -181,17 +186,18 @@ def suite_to_run(name: str, limit: int | None, largest_block: int, what: str, dr
 
 def check_sweep(config: SweepConfig, canvas_length: int | None = None) -> Suite:
     """Refuse bad arguments, naming the fix; returns the suite to run (cut to ``limit``)."""
+    from specdiff.args import proposer_named
+    from specdiff.controllers import check_steps
     from specdiff.sampling import SamplingConfig
 
-    for name in ("block_sizes", "denoising_steps", "temperatures", "seeds"):
+    for name in ("proposers", "block_sizes", "denoising_steps", "temperatures", "seeds"):
         if not getattr(config, name):
             raise SpecdiffError(f"--{name.replace('_', '-')} is empty; give at least one value")
     if min(config.block_sizes) < 1:
         raise SpecdiffError(f"block sizes must be >= 1 (got {min(config.block_sizes)})")
-    if min(config.denoising_steps) < 0:
-        raise SpecdiffError(
-            f"denoising steps must be >= 0 (got {min(config.denoising_steps)}); 0 is the context lookup's guess"
-        )
+    for name in config.proposers:
+        proposer_named(name)
+    check_steps(min(config.denoising_steps), "--steps")
     check_run_limits(config.max_new_tokens, config.limit, config.threads)
     for temperature in config.temperatures:
         SamplingConfig(temperature, config.top_k or None, config.top_p)
@@ -209,10 +215,13 @@ def plan(config: SweepConfig, suite: Suite) -> list[Task]:
     for prompt in suite.prompts:
         for temperature in _unique(config.temperatures):
             for seed in _unique(config.seeds):
-                tasks.append(Task(prompt.id, AR, 0, 0, float(temperature), seed))
-                for block in _unique(config.block_sizes):
-                    for steps in _unique(config.denoising_steps):
-                        tasks.append(Task(prompt.id, SPECDIFF, block, steps, float(temperature), seed))
+                tasks.append(Task(prompt.id, AR, PLAIN, 0, 0, float(temperature), seed))
+                for proposer in _unique(config.proposers):
+                    # Steps belong to the diffusion drafter: other proposers run each block once.
+                    step_grid = _unique(config.denoising_steps) if proposer == DIFFUSION else [0]
+                    for block in _unique(config.block_sizes):
+                        for steps in step_grid:
+                            tasks.append(Task(prompt.id, SPECDIFF, proposer, block, steps, float(temperature), seed))
     return tasks
 
 
@@ -240,6 +249,7 @@ def key_fields(task: Task, config: SweepConfig, suite: Suite) -> dict[str, Any]:
         suite=suite.name,
         prompt_id=task.prompt_id,
         method=task.method,
+        proposer=task.proposer,
         block_size=task.block_size,
         denoising_steps=task.denoising_steps,
         temperature=task.temperature,
@@ -350,9 +360,10 @@ def run_speculative(decoder: Any, prompt_ids: Any, task: Task, config: SweepConf
 
     result = decoder.generate(
         prompt_ids,
-        config.max_new_tokens,
+        max_new_tokens=config.max_new_tokens,
+        proposer=task.proposer,
         block_size=task.block_size,
-        denoising_steps=task.denoising_steps,
+        denoising_steps=task.denoising_steps if task.proposer == DIFFUSION else None,
         temperature=task.temperature,
         top_k=config.top_k or None,
         top_p=config.top_p,
@@ -487,12 +498,12 @@ def run_sweep(
     pending = [t for t in plan(config, suite) if task_key(t, config, suite) not in finished]
     if pending:
         if decoder is None:
-            from specdiff.cli import load_decoder
+            from specdiff.loaders import load_decoder
 
             decoder = load_decoder(config.drafter, config.verifier)
-        from specdiff.controller import check_steps
-
-        check_steps(min(config.denoising_steps), decoder.min_steps, "--steps")
+        missing = sorted(set(config.proposers) - {p.value for p in decoder.proposers})
+        if missing:
+            raise SpecdiffError(f"this decoder has no {', '.join(missing)} proposer; drop it from --proposers")
         prompt_ids = _encode_all(decoder, suite, config.max_new_tokens)
         _warm_up(decoder, prompt_ids[suite.prompts[0].id], config)
         with progress_bar(progress, len(pending), "sweep") as advance:
@@ -546,7 +557,7 @@ def _encode_all(decoder: Any, suite: Suite, max_new_tokens: int) -> dict[str, An
 def _warm_up(decoder: Any, prompt_ids: Any, config: SweepConfig) -> None:
     """One short untimed run of each method, so first-call costs land in no row."""
     n = min(8, config.max_new_tokens)
-    decoder.generate(prompt_ids, n, block_size=min(config.block_sizes), denoising_steps=1)
+    decoder.generate(prompt_ids, max_new_tokens=n, block_size=min(config.block_sizes))
     verifier_generate(decoder.verifier, prompt_ids, n, 0.0, 0, 1.0, 0)
 
 

@@ -2,6 +2,9 @@
 
 Glossary (the words code, CLI and reports use):
 
+proposer
+    Who drafts a round: the diffusion drafter, the n-gram context lookup (copying what followed
+    an earlier occurrence of the last tokens), or none (a plain verifier step).
 canvas
     The block of ``canvas_length`` positions a diffusion drafter denoises in parallel (256 on
     DiffusionGemma). It starts as uniform random tokens.
@@ -38,21 +41,26 @@ _EXPORTS = {
     "RoundStats": "specdiff.metrics",
     "SamplingConfig": "specdiff.sampling",
     "SpecdiffError": "specdiff.errors",
-    "Fixed": "specdiff.controller",
-    "Heuristic": "specdiff.controller",
-    "Adaptive": "specdiff.controller",
-    "Choice": "specdiff.controller",
-    "load_pocket": "specdiff.embedded",
+    "Fixed": "specdiff.controllers",
+    "Heuristic": "specdiff.controllers",
+    "Adaptive": "specdiff.controllers",
+    "Choice": "specdiff.protocols",
+    "Proposer": "specdiff.protocols",
+    "GenerateArgs": "specdiff.args",
+    "load_pocket": "specdiff.loaders",
+    "load_decoder": "specdiff.loaders",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from specdiff.controller import Adaptive, Choice, Fixed, Heuristic
+    from specdiff.args import GenerateArgs
+    from specdiff.controllers import Adaptive, Fixed, Heuristic
     from specdiff.decoding import Round, SpeculativeDecoder
-    from specdiff.embedded import load_pocket
     from specdiff.errors import SpecdiffError
+    from specdiff.loaders import load_decoder, load_pocket
     from specdiff.metrics import GenerationResult, RoundStats
+    from specdiff.protocols import Choice, Proposer
     from specdiff.sampling import SamplingConfig
 
 

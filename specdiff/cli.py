@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from specdiff.args import GenerateArgs
+
 app = typer.Typer(
     name="specdiff",
     help=(
@@ -58,99 +60,55 @@ def friendly_errors(func: F) -> F:
 
 @dataclass(frozen=True)
 class GenerateOptions:
-    """What ``specdiff generate`` runs; the CLI's defaults come from here."""
+    """What ``specdiff generate`` runs: the prompt, the models, and the generation's arguments."""
 
     prompt: str
+    args: GenerateArgs = GenerateArgs()
     drafter: str | None = None
     verifier: str | None = None
-    max_new_tokens: int = 128
-    block_size: int | None = None
-    denoising_steps: int | None = None
-    temperature: float = 0.0
-    top_k: int | None = None
-    top_p: float | None = None
-    seed: int | None = None
     dtype: str | None = None
     device_map: str | None = None
 
 
-_GEN_DEFAULTS = {f.name: f.default for f in fields(GenerateOptions)}
-
-
-def load_decoder(drafter: str | None, verifier: str | None, dtype: str | None = None,
-                 device_map: str | None = None) -> Any:
-    """A ``SpeculativeDecoder`` for the named models, or the pocket pair when neither is named."""
-    from specdiff.loading import check_model_pair
-
-    check_model_pair(drafter, verifier)
-    if drafter is None:
-        from specdiff.embedded import load_pocket
-
-        return load_pocket()
-    from specdiff.decoding import SpeculativeDecoder
-    from specdiff.drafts import DiffusionGemmaDrafter
-    from specdiff.verifiers import CausalLMVerifier
-
-    kwargs: dict[str, Any] = {}
-    if dtype is not None:
-        kwargs["dtype"] = dtype
-    if device_map is not None:
-        kwargs["device_map"] = device_map
-    return SpeculativeDecoder(
-        DiffusionGemmaDrafter.from_pretrained(drafter, **kwargs),
-        CausalLMVerifier.from_pretrained(verifier, **kwargs),
-    )
+_ARGS = GenerateArgs()  # the CLI's generation defaults are the library's
 
 
 def run_generate(options: GenerateOptions) -> Any:
     """Load the models and generate; returns the ``GenerationResult``."""
-    from specdiff.sampling import SamplingConfig
+    from specdiff.loaders import load_decoder
 
-    SamplingConfig(options.temperature, options.top_k, options.top_p)  # refuse bad input before loading
-    if options.max_new_tokens < 0:
-        from specdiff.errors import SpecdiffError
-
-        raise SpecdiffError(f"--max-new-tokens must be >= 0 (got {options.max_new_tokens})")
     decoder = load_decoder(options.drafter, options.verifier, options.dtype, options.device_map)
-    return decoder.generate(
-        options.prompt,
-        max_new_tokens=options.max_new_tokens,
-        block_size=options.block_size,
-        denoising_steps=options.denoising_steps,
-        temperature=options.temperature,
-        top_k=options.top_k,
-        top_p=options.top_p,
-        seed=options.seed,
-    )
+    return decoder.generate(options.prompt, options.args)
 
 
 @app.command()
 @friendly_errors
 def generate(
     prompt: str = typer.Argument(..., help="Text to continue."),
-    drafter: str | None = typer.Option(_GEN_DEFAULTS["drafter"], help="Drafter folder or hub id."),
-    verifier: str | None = typer.Option(_GEN_DEFAULTS["verifier"], help="Verifier folder or hub id."),
+    drafter: str | None = typer.Option(None, help="Drafter folder or hub id."),
+    verifier: str | None = typer.Option(None, help="Verifier folder or hub id."),
+    proposer: str | None = typer.Option(
+        None, help="Who drafts every round: diffusion or ngram. Default: the controller picks per round."
+    ),
     block_size: int | None = typer.Option(
-        _GEN_DEFAULTS["block_size"], help="Draft tokens per round (1..canvas). Default: the controller's."
+        _ARGS.block_size, help="Draft tokens per round. Default: the controller's."
     ),
     steps: int | None = typer.Option(
-        _GEN_DEFAULTS["denoising_steps"],
-        help="Cap on denoising steps per round (0: the context lookup's guess, undenoised). "
-        "Default: the controller's.",
+        _ARGS.denoising_steps,
+        help="Cap on the diffusion drafter's denoising steps per round. Default: the controller's.",
     ),
-    temperature: float = typer.Option(_GEN_DEFAULTS["temperature"], help="0 = greedy."),
-    top_k: int | None = typer.Option(_GEN_DEFAULTS["top_k"], help="Verifier top-k (unset: none)."),
-    top_p: float | None = typer.Option(_GEN_DEFAULTS["top_p"], help="Verifier top-p in (0, 1] (unset: none)."),
-    max_new_tokens: int = typer.Option(_GEN_DEFAULTS["max_new_tokens"], help="Most new tokens."),
-    seed: int | None = typer.Option(_GEN_DEFAULTS["seed"], help="Seed for repeatable runs."),
-    dtype: str | None = typer.Option(_GEN_DEFAULTS["dtype"], help="e.g. bfloat16 (default: the checkpoint's)."),
-    device_map: str | None = typer.Option(_GEN_DEFAULTS["device_map"], help="e.g. auto, cuda, cpu."),
+    temperature: float = typer.Option(_ARGS.temperature, help="0 = greedy."),
+    top_k: int | None = typer.Option(_ARGS.top_k, help="Verifier top-k (unset: none)."),
+    top_p: float | None = typer.Option(_ARGS.top_p, help="Verifier top-p in (0, 1] (unset: none)."),
+    max_new_tokens: int = typer.Option(_ARGS.max_new_tokens, help="Most new tokens."),
+    seed: int | None = typer.Option(_ARGS.seed, help="Seed for repeatable runs."),
+    dtype: str | None = typer.Option(None, help="e.g. bfloat16 (default: the checkpoint's)."),
+    device_map: str | None = typer.Option(None, help="e.g. auto, cuda, cpu."),
 ) -> None:
     """Continue PROMPT by speculative decoding and print the text and a summary."""
-    result = run_generate(
-        GenerateOptions(prompt, drafter, verifier, max_new_tokens, block_size, steps, temperature, top_k,
-                        top_p, seed, dtype, device_map)
-    )
+    args = GenerateArgs(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                        seed=seed, block_size=block_size, denoising_steps=steps, proposer=proposer)
+    result = run_generate(GenerateOptions(prompt, args, drafter, verifier, dtype, device_map))
     print_generation(prompt, result)
 
 
@@ -198,7 +156,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
 
     import torch
 
-    from specdiff.embedded import DEMO_PROMPT, load_pocket
+    from specdiff.loaders import DEMO_PROMPT, load_pocket
 
     decoder = load_pocket()
     prompt = options.prompt or DEMO_PROMPT

@@ -3,10 +3,10 @@
 A round, for a context whose newest committed token (the *pending* token) the verifier has not
 yet read:
 
-1. the controller picks a block size K and a number of denoising steps;
-2. the drafter appends the tokens committed since its last round to its cache and proposes K
-   tokens with the distribution each was drawn from and its confidence in each; the controller
-   may cut the block on that confidence (``Controller.cut``), K becoming what it keeps;
+1. the controller picks a proposer, a block size K and (for a diffusion drafter) denoising steps;
+2. that proposer's session takes the tokens committed since its last round and proposes K tokens
+   with the distribution each was drawn from (and its confidence in each, where it has one); the
+   controller may cut the block on that confidence (``Controller.cut``), K becoming what it keeps;
 3. the verifier scores ``[pending] + draft`` in one forward: K + 1 distributions;
 4. the acceptance rule keeps a prefix of the draft and adds one verifier token;
 5. the verifier's cache is rolled back to the kept length; the verifier token becomes pending.
@@ -19,17 +19,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
 from specdiff.acceptance import AcceptanceOutcome, greedy_accept, stochastic_accept
-from specdiff.controller import Adaptive, Controller, Fixed, check_block_and_steps
-from specdiff.drafts.base import Draft, DraftEngine
+from specdiff.args import GenerateArgs
+from specdiff.controllers import Adaptive, Controller, Fixed, check_choice
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import GenerationResult, RoundStats
+from specdiff.prompts import prompt_token_ids
+from specdiff.protocols import Draft, DraftEngine, DraftSession, Proposer, SideReport, Verifier
 from specdiff.sampling import SamplingConfig, target_probs
+
+Prompt = str | Sequence[int] | torch.Tensor | Sequence[dict]
 
 
 @dataclass(frozen=True)
@@ -53,13 +57,13 @@ def cut_at_stop(tokens: list[int], eos_ids: Sequence[int], room: int) -> tuple[l
     return kept, len(kept) == room
 
 
-def lookup_reach(guess: list[int] | None, committed: list[int]) -> int:
-    """How many of a round's committed tokens the context lookup's guess had right, counting from
-    the first (-1: no guess was computed; 0 for an empty guess)."""
-    if guess is None:
+def side_reach(side: SideReport | None, committed: list[int]) -> int:
+    """How many of a round's committed tokens a side report's first row had right, counting from
+    the first (-1: no side report; 0 for an empty guess)."""
+    if side is None:
         return -1
     reach = 0
-    for guessed, token in zip(guess, committed, strict=False):
+    for guessed, token in zip(side.tokens[0][: len(committed)].tolist(), committed, strict=False):
         if guessed != token:
             break
         reach += 1
@@ -73,163 +77,146 @@ def _sync(device: torch.device) -> None:
 
 
 class SpeculativeDecoder:
-    """Lossless speculative decoding: a drafter proposes, a verifier decides.
+    """Lossless speculative decoding: proposers draft, a verifier decides.
 
     Args:
-        drafter: a draft engine (``specdiff.drafts``).
-        verifier: a ``specdiff.verifiers.CausalLMVerifier``.
-        controller: picks each round's block size and denoising steps; ``Adaptive()`` when omitted.
-        tokenizer: for string prompts and text; the verifier's (else the drafter's) when omitted.
+        drafter: a draft engine (``specdiff.drafts``), or several of different kinds (the diffusion
+            drafter and an n-gram lookup, say): the controller picks one per round.
+        verifier: a verifier adapter (``specdiff.verifiers.CausalLMVerifier``).
+        controller: picks each round's proposer, block size and steps; ``Adaptive()`` when omitted.
+        tokenizer: for string prompts and text; the verifier's (else a drafter's) when omitted.
     """
 
     def __init__(
         self,
-        drafter: DraftEngine,
-        verifier: Any,
+        drafter: DraftEngine | Sequence[DraftEngine],
+        verifier: Verifier,
         controller: Controller | None = None,
         tokenizer: Any | None = None,
     ) -> None:
-        if drafter.vocab_size != verifier.vocab_size:
-            raise SpecdiffError(
-                f"the drafter's vocabulary ({drafter.vocab_size} tokens) differs from the verifier's "
-                f"({verifier.vocab_size}); draft tokens are verified by id, so both must share one tokenizer"
-            )
-        self.drafter = drafter
+        engines = list(drafter) if isinstance(drafter, (list, tuple)) else [drafter]
+        if not engines:
+            raise SpecdiffError("a decoder needs at least one proposer (a drafter or an n-gram lookup)")
+        self.proposers: dict[Proposer, DraftEngine] = {}
+        for engine in engines:
+            if engine.kind in self.proposers:
+                raise SpecdiffError(f"two {engine.kind.value} proposers given; a decoder takes one of each kind")
+            if engine.vocab_size != verifier.vocab_size:
+                raise SpecdiffError(
+                    f"the {engine.kind.value} proposer's vocabulary ({engine.vocab_size} tokens) differs from the "
+                    f"verifier's ({verifier.vocab_size}); draft tokens are verified by id, so both must share one "
+                    "tokenizer"
+                )
+            self.proposers[engine.kind] = engine
+        self.drafter = engines[0]
         self.verifier = verifier
         self.controller = controller if controller is not None else Adaptive()
-        self.tokenizer = tokenizer or verifier.tokenizer or drafter.tokenizer
-        drafter_tok, verifier_tok = drafter.tokenizer, verifier.tokenizer
-        if drafter_tok is not None and verifier_tok is not None and drafter_tok.get_vocab() != verifier_tok.get_vocab():
-            raise SpecdiffError(
-                "the drafter's and the verifier's tokenizers map tokens to different ids; "
-                "use a drafter trained with the verifier's tokenizer"
-            )
+        self.tokenizer = tokenizer or verifier.tokenizer or next((e.tokenizer for e in engines if e.tokenizer), None)
+        verifier_tok = verifier.tokenizer
+        for engine in engines:
+            if engine.tokenizer is not None and verifier_tok is not None and (
+                    engine.tokenizer is not verifier_tok and engine.tokenizer.get_vocab() != verifier_tok.get_vocab()):
+                raise SpecdiffError(
+                    f"the {engine.kind.value} proposer's and the verifier's tokenizers map tokens to different ids; "
+                    "use a drafter trained with the verifier's tokenizer"
+                )
 
     @property
-    def min_steps(self) -> int:
-        """The fewest denoising steps the drafter runs (0: it can propose its context lookup's guess)."""
-        return int(getattr(self.drafter, "min_denoising_steps", 1))
+    def limits(self) -> dict[Proposer, int]:
+        """The largest block each proposer drafts (what the controller is told at every reset)."""
+        return {kind: engine.max_block_size for kind, engine in self.proposers.items()}
 
     # -- input checks -------------------------------------------------------------------------------
 
-    def encode_prompt(self, prompt: str | Sequence[int] | torch.Tensor) -> torch.Tensor:
+    def encode_prompt(self, prompt: Prompt) -> torch.Tensor:
         """The prompt as ``[1, T]`` token ids."""
-        if isinstance(prompt, str):
-            if self.tokenizer is None:
-                raise SpecdiffError("a string prompt needs a tokenizer; attach one or pass token ids")
-            ids = list(self.tokenizer(prompt)["input_ids"])
-        elif isinstance(prompt, torch.Tensor):
-            ids = prompt.reshape(-1).tolist()
-            if prompt.dim() == 2 and prompt.shape[0] != 1:
-                raise SpecdiffError("batched prompts are not supported yet; pass one prompt per call")
-        else:
-            ids = [int(t) for t in prompt]
+        ids = prompt_token_ids(prompt, self.tokenizer)
         if not ids:
             raise SpecdiffError("the prompt is empty; pass at least one token (or a non-empty string)")
         if min(ids) < 0 or max(ids) >= self.verifier.vocab_size:
             raise SpecdiffError(f"prompt token ids must lie in 0..{self.verifier.vocab_size - 1}")
         return torch.tensor([ids], dtype=torch.long)
 
-    def _resolve_eos(self, eos_token_id: int | Sequence[int] | None) -> tuple[int, ...]:
+    def _resolve_eos(self, eos_token_id: int | tuple[int, ...] | None) -> tuple[int, ...]:
         if eos_token_id is None:
             return self.verifier.eos_token_ids
         if isinstance(eos_token_id, int):
             return (eos_token_id,)
-        return tuple(int(e) for e in eos_token_id)
+        return tuple(eos_token_id)
 
-    def _controller_for(self, block_size: int | None, denoising_steps: int | None) -> Controller:
-        """The call's controller: explicit arguments override the decoder's policy with a fixed one."""
-        if block_size is None and denoising_steps is None:
+    def _controller_for(self, args: GenerateArgs) -> Controller:
+        """The call's controller: explicit block, steps or proposer override the decoder's policy
+        with a fixed one (the decoder's own ``Fixed`` fills what the call leaves out)."""
+        if not args.overrides_controller:
             return self.controller
-        default = self.controller if isinstance(self.controller, Fixed) else Fixed()
+        default = self.controller if isinstance(self.controller, Fixed) else None
+        proposer = args.proposer or (default.proposer if default else None)
+        if proposer is None:
+            proposer = Proposer.DIFFUSION if Proposer.DIFFUSION in self.proposers else next(iter(self.proposers))
+        if args.denoising_steps is not None and not proposer.denoises:
+            raise SpecdiffError(
+                f"denoising_steps apply to the diffusion drafter; this decoder drafts with {proposer.value}"
+            )
+        base = default or Fixed()
         return Fixed(
-            block_size if block_size is not None else default.block_size,
-            denoising_steps if denoising_steps is not None else default.denoising_steps,
-            default.recycle_canvas,
+            args.block_size if args.block_size is not None else base.block_size,
+            args.denoising_steps if args.denoising_steps is not None else base.denoising_steps,
+            base.recycle_canvas,
+            proposer,
         )
 
     # -- the loop ----------------------------------------------------------------------------------
 
-    def stream(
-        self,
-        prompt: str | Sequence[int] | torch.Tensor,
-        max_new_tokens: int = 128,
-        block_size: int | None = None,
-        denoising_steps: int | None = None,
-        temperature: float = 0.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        seed: int | None = None,
-        eos_token_id: int | Sequence[int] | None = None,
-    ) -> Iterator[Round]:
+    def stream(self, prompt: Prompt, args: GenerateArgs | None = None, **overrides: Any) -> Iterator[Round]:
         """Yield each round's committed tokens as soon as the round ends (arguments as ``generate``)."""
-        return self._start(
-            prompt, max_new_tokens, block_size, denoising_steps, temperature, top_k, top_p, seed, eos_token_id
-        )[1]
+        return self._start(prompt, GenerateArgs.of(args, overrides))[1]
 
-    def _start(
-        self,
-        prompt: str | Sequence[int] | torch.Tensor,
-        max_new_tokens: int,
-        block_size: int | None,
-        denoising_steps: int | None,
-        temperature: float,
-        top_k: int | None,
-        top_p: float | None,
-        seed: int | None,
-        eos_token_id: int | Sequence[int] | None,
-    ) -> tuple[torch.Tensor, Iterator[Round]]:
+    def _start(self, prompt: Prompt, args: GenerateArgs) -> tuple[torch.Tensor, Iterator[Round]]:
         """Check every argument (nothing runs before they all pass); the prompt ids and the rounds."""
-        sampling = SamplingConfig(temperature, top_k, top_p)
-        if max_new_tokens < 0:
-            raise SpecdiffError(f"max_new_tokens must be >= 0 (got {max_new_tokens})")
-        controller = self._controller_for(block_size, denoising_steps)
-        controller.reset(self.drafter.canvas_length, self.min_steps)
+        controller = self._controller_for(args)
+        controller.reset(self.limits)
         prompt_ids = self.encode_prompt(prompt)
         limit = self.verifier.max_positions
-        if limit is not None and prompt_ids.shape[1] + max_new_tokens > limit:
+        if limit is not None and prompt_ids.shape[1] + args.max_new_tokens > limit:
             raise SpecdiffError(
-                f"the prompt ({prompt_ids.shape[1]} tokens) plus max_new_tokens ({max_new_tokens}) exceeds "
+                f"the prompt ({prompt_ids.shape[1]} tokens) plus max_new_tokens ({args.max_new_tokens}) exceeds "
                 f"the verifier's {limit} positions; shorten the prompt or lower max_new_tokens"
             )
-        eos_ids = self._resolve_eos(eos_token_id)
-        return prompt_ids, self._rounds(prompt_ids, max_new_tokens, controller, sampling, seed, eos_ids)
+        eos_ids = self._resolve_eos(args.eos_token_id)
+        return prompt_ids, self._rounds(prompt_ids, args, controller, eos_ids)
 
     def _rounds(
-        self,
-        prompt_ids: torch.Tensor,
-        max_new_tokens: int,
-        controller: Controller,
-        sampling: SamplingConfig,
-        seed: int | None,
-        eos_ids: tuple[int, ...],
+        self, prompt_ids: torch.Tensor, args: GenerateArgs, controller: Controller, eos_ids: tuple[int, ...]
     ) -> Iterator[Round]:
         device = self.verifier.device
+        sampling, max_new_tokens, limits = args.sampling, args.max_new_tokens, self.limits
         generator = torch.Generator(device=device)
-        if seed is None:
+        if args.seed is None:
             generator.seed()
         else:
-            generator.manual_seed(seed)
+            generator.manual_seed(args.seed)
         verifier = self.verifier.session(prompt_ids)
-        drafter = None  # started lazily: a run that never drafts never encodes the prompt
+        # Each proposer's session, started lazily (a run that never drafts never encodes the prompt),
+        # and how many committed tokens it has seen.
+        sessions: dict[Proposer, tuple[DraftSession, int]] = {}
         pending = prompt_ids[:, -1:].to(device)  # [1, 1]
-        backlog = prompt_ids[:, :0].to(device)  # committed, not yet shown to the drafter
-        produced = 0
+        committed: list[int] = []  # every token committed so far (the output)
         round_index = 0
-        while produced < max_new_tokens:
+        while len(committed) < max_new_tokens:
             choice = controller.choose()
-            check_block_and_steps(max(choice.block_size, 1), choice.denoising_steps, self.drafter.canvas_length,
-                                  self.min_steps)
+            check_choice(choice, limits)
             # A round commits at most K + 1 tokens, so never draft past the end of the output.
-            k = min(choice.block_size, max_new_tokens - produced - 1)
+            k = min(choice.block_size, max_new_tokens - len(committed) - 1)
+            proposer = choice.proposer if k > 0 else Proposer.PLAIN
             t0 = time.perf_counter()
             if k > 0:
-                if drafter is None:
-                    drafter = self.drafter.session(prompt_ids, greedy=sampling.is_greedy)
-                draft = drafter.propose(backlog, k, choice.denoising_steps, generator, choice.recycle_canvas)
+                session, seen = sessions.get(proposer) or (
+                    self.proposers[proposer].session(prompt_ids, greedy=sampling.is_greedy), 0)
+                new_tokens = torch.tensor([committed[seen:]], dtype=torch.long)
+                draft = session.propose(new_tokens, replace(choice, block_size=k), generator)
+                sessions[proposer] = (session, len(committed))
                 draft = self._cut(controller, draft)
                 draft_tokens, steps_used = draft.tokens.to(device), draft.denoising_steps_used
-                backlog = backlog[:, :0]
             else:
                 draft, draft_tokens, steps_used = None, pending[:, :0], 0
             cap, k = k, draft_tokens.shape[1]  # the block the controller chose, and what it kept of it
@@ -241,12 +228,11 @@ class SpeculativeDecoder:
             outcome = self._accept(draft_tokens, draft, target_logits, sampling, generator)
             n = int(outcome.num_accepted[0])
             new = draft_tokens[0, :n].tolist() + [int(outcome.next_token[0])]
-            kept, done = cut_at_stop(new, eos_ids, max_new_tokens - produced)
-            produced += len(kept)
+            kept, done = cut_at_stop(new, eos_ids, max_new_tokens - len(committed))
+            committed.extend(kept)
             if not done:
                 verifier.keep(1 + n, 1 + k)
                 pending = outcome.next_token[:, None]
-                backlog = torch.cat([backlog, torch.tensor([new], device=device)], dim=1)
             _sync(device)
             t3 = time.perf_counter()
             stats = RoundStats(
@@ -261,9 +247,8 @@ class SpeculativeDecoder:
                 verify_s=t2 - t1,
                 other_s=t3 - t2,
                 canvas_recycled=choice.recycle_canvas and k > 0,
-                lookup_reach=lookup_reach(
-                    None if draft is None or draft.guesses is None else draft.guesses[0][: len(kept)].tolist(), kept
-                ),
+                proposer=proposer,
+                side_reach=side_reach(None if draft is None else draft.side, kept),
             )
             controller.observe(stats)
             round_index += 1
@@ -305,35 +290,12 @@ class SpeculativeDecoder:
         draft_probs = probs[:, :0] if draft is None else draft.distribution(vocab).to(probs.device)
         return stochastic_accept(draft_tokens, draft_probs, probs, generator)
 
-    def generate(
-        self,
-        prompt: str | Sequence[int] | torch.Tensor,
-        max_new_tokens: int = 128,
-        block_size: int | None = None,
-        denoising_steps: int | None = None,
-        temperature: float = 0.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        seed: int | None = None,
-        eos_token_id: int | Sequence[int] | None = None,
-    ) -> GenerationResult:
-        """Generate up to ``max_new_tokens`` tokens after ``prompt``.
-
-        Args:
-            prompt: a string (needs a tokenizer), a list of token ids, or a ``[1, T]`` tensor.
-            max_new_tokens: the most new tokens to produce (0 returns nothing).
-            block_size: draft tokens per round, 1..canvas length; with ``denoising_steps``, overrides
-                the controller for this call.
-            denoising_steps: the cap on denoising steps per round (>= 1; 0 proposes the drafter's
-                context lookup guess without denoising, where the drafter has one).
-            temperature: 0 for greedy decoding, else the verifier's sampling temperature.
-            top_k, top_p: the verifier's truncation (None: none).
-            seed: makes the drafter's noise and the sampling repeatable.
-            eos_token_id: None for the verifier's generation config, an id, a list, or [] (never stop).
-        """
-        prompt_ids, rounds = self._start(
-            prompt, max_new_tokens, block_size, denoising_steps, temperature, top_k, top_p, seed, eos_token_id
-        )
+    def generate(self, prompt: Prompt, args: GenerateArgs | None = None, **overrides: Any) -> GenerationResult:
+        """Generate after ``prompt``: a string (needs a tokenizer), chat messages
+        (``[{"role": "user", "content": ...}]``, through the tokenizer's chat template), a list of
+        token ids, or a ``[1, T]`` tensor. ``args`` (``GenerateArgs``), with any of its fields
+        given by name overriding it: ``generate(prompt, max_new_tokens=64, seed=0)``."""
+        prompt_ids, rounds = self._start(prompt, GenerateArgs.of(args, overrides))
         start = time.perf_counter()
         tokens: list[int] = []
         stats: list[RoundStats] = []
@@ -345,5 +307,3 @@ class SpeculativeDecoder:
         return GenerationResult(
             token_ids=tokens, text=text, prompt_ids=prompt_ids[0].tolist(), elapsed_s=elapsed, stats=tuple(stats)
         )
-
-

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, fields
 
 import pandas as pd
 
+from specdiff.protocols import Proposer
+
 
 @dataclass(frozen=True)
 class RoundStats:
@@ -17,9 +19,10 @@ class RoundStats:
     ``0..accepted-1`` were accepted, position ``accepted`` (when < proposed) was rejected, and the
     positions after it were never judged. ``block_size`` is the block the controller chose (capped
     so a round never drafts past the end of the output); ``proposed`` is less when the controller
-    cut the drafted block on the drafter's confidence. ``lookup_reach`` is how many of the committed
-    tokens the drafter's context lookup guess had right, from the first, in a round whose drafter
-    computed one (-1 otherwise): a controller learns about the lookup while the model drafts.
+    cut the drafted block on the drafter's confidence. ``proposer`` is who drafted (``PLAIN``: no
+    draft). ``side_reach`` is how many of the committed tokens the draft's side report (another
+    proposer's guess, computed for free: ``specdiff.protocols.SideReport``) had right, from the
+    first (-1: no side report): a controller learns about that proposer while another drafts.
     """
 
     round_index: int
@@ -33,7 +36,8 @@ class RoundStats:
     verify_s: float
     other_s: float
     canvas_recycled: bool = False
-    lookup_reach: int = -1
+    proposer: Proposer = Proposer.DIFFUSION
+    side_reach: int = -1
 
     @property
     def total_s(self) -> float:
@@ -64,7 +68,7 @@ def loop_share(tokens: list[int] | tuple[int, ...], n: int = 4) -> float:
 
 def rounds_frame(stats: tuple[RoundStats, ...] | list[RoundStats]) -> pd.DataFrame:
     """One tidy row per round, with a ``total_s`` column."""
-    frame = pd.DataFrame([asdict(s) for s in stats], columns=ROUND_COLUMNS)
+    frame = pd.DataFrame([asdict(s) | {"proposer": s.proposer.value} for s in stats], columns=ROUND_COLUMNS)
     frame["total_s"] = frame["draft_s"] + frame["verify_s"] + frame["other_s"]
     return frame
 

@@ -12,7 +12,7 @@ its `done.json` exists:
 6. drafter       `DiffusionGemmaForBlockDiffusion` started from the AR drafter, uniform-noise
                  objective, mostly on distilled canvases
 7. drafter_seeded the drafter, further trained with a share of canvases starting from the
-                 context lookup's guess (`specdiff.drafts.context`), as with `context_seed` on
+                 context lookup's guess (`specdiff.drafts.ngram`), as with `context_seed` on
 8. export        bfloat16 transformers folders + tokenizer + model card under `export_dir`
 
 Time budgets become step counts once per stage (see `verifiers.training`); the step counts
@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from specdiff.drafts.context import CONFIG_KEY, ContextSeed
+from specdiff.drafts.ngram import CONFIG_KEY, ContextSeed
 from specdiff.metrics import loop_share as share_of_loops
 from specdiff.verifiers.training import LMTrainConfig, TextShape
 
@@ -608,7 +608,7 @@ Each folder carries the same tokenizer (`AutoTokenizer.from_pretrained(folder)`)
   longer prefix is the rest of it).
 - drafter_seeded: the drafter, trained further on the same mix and objective except that
   {cfg.context_seed_prob:.0%} of the canvases whose prefix has a recurring n-gram start from the context
-  lookup's guess instead of a corrupted target (`specdiff.drafts.context`: what followed the most
+  lookup's guess instead of a corrupted target (`specdiff.drafts.ngram`: what followed the most
   recent earlier occurrence of the prefix's last {lookup.max_ngram} down to {lookup.min_ngram} tokens, copied on
   past the end), as the draft engine's canvas does with `context_seed` on; the target is still
   the true continuation, so the decoder learns to keep a right guess and overwrite a wrong one.

@@ -8,16 +8,19 @@ accepted: the bonus token; none accepted: the recovered token).
 from __future__ import annotations
 
 import torch
-from specdiff.drafts import Draft
+
+from specdiff.protocols import Choice, Draft, Proposer
 
 
 class OracleDrafter:
     """Proposes the verifier's own greedy continuation (``offset`` added to each id when wrong)."""
 
+    kind = Proposer.DIFFUSION  # it plays the diffusion drafter: rounds choose block size and steps
+
     def __init__(self, continuation: list[int], vocab_size: int, canvas_length: int, offset: int = 0):
         self.continuation = continuation
         self.vocab_size = vocab_size
-        self.canvas_length = canvas_length
+        self.canvas_length = self.max_block_size = canvas_length
         self.offset = offset
         self.tokenizer = None
 
@@ -30,8 +33,8 @@ class _OracleSession:
         self.drafter = drafter
         self.seen = 0  # committed tokens after the prompt
 
-    def propose(self, new_tokens, block_size, denoising_steps, generator, recycle_canvas=False) -> Draft:
-        d = self.drafter
+    def propose(self, new_tokens: torch.Tensor, choice: Choice, generator: torch.Generator) -> Draft:
+        d, block_size = self.drafter, choice.block_size
         self.seen += new_tokens.shape[1]
         ahead = d.continuation[self.seen: self.seen + block_size]
         ahead = ahead + [3] * (block_size - len(ahead))  # past the known continuation: anything

@@ -8,12 +8,19 @@ from helpers import CANVAS, SHAPE
 from specdiff import SpecdiffError
 
 CASES = [
-    (dict(block_size=0), "block_size must be between 1"),
-    (dict(block_size=CANVAS + 1), "canvas length"),
-    (dict(denoising_steps=0), "this drafter has no context lookup"),
-    (dict(denoising_steps=-1), "denoising_steps must be >= 0"),
-    (dict(max_new_tokens=-1), "max_new_tokens must be >= 0"),
+    (dict(block_size=0), "block_size must be >= 1"),
+    (dict(block_size=CANVAS + 1), "largest block"),
+    (dict(denoising_steps=0), "proposer='ngram'"),
+    (dict(denoising_steps=-1), "denoising_steps must be >= 1"),
+    (dict(proposer="ngram"), "ngram proposer is not among"),
+    (dict(proposer="beam"), "unknown proposer 'beam'"),
+    (dict(proposer="ngram", denoising_steps=2), "denoising_steps apply to the diffusion drafter"),
+    (dict(max_new_tokens=-1), "max_new_tokens must be a whole number >= 0"),
+    (dict(max_new_tokens=2.5), "max_new_tokens must be a whole number"),
     (dict(temperature=-0.5), "temperature must be >= 0"),
+    (dict(temperature=float("inf")), "temperature must be a finite number"),
+    (dict(block_size=True), "block_size must be a whole number"),
+    (dict(colour="red"), "unknown generation argument"),
     (dict(temperature=1.0, top_p=0.0), r"top_p must be in \(0, 1\]"),
     (dict(temperature=1.0, top_p=1.5), r"top_p must be in \(0, 1\]"),
     (dict(temperature=1.0, top_k=0), "top_k must be >= 1"),
@@ -31,6 +38,12 @@ def test_bad_arguments(decoder, kwargs, message):
     ([], "the prompt is empty"),
     ("", "the prompt is empty"),
     ([5, SHAPE.vocab_size], "prompt token ids must lie"),
+    (b"def f():", "the prompt is bytes"),
+    (["def f():", "x = 1"], "list of strings"),
+    ({"input_ids": [5, 6]}, "the prompt is a dict"),
+    ([5, 6.5], "integer token ids"),
+    ([{"role": "user", "content": "hi"}], "no chat template"),
+    ([{"role": "robot", "content": "hi"}], "chat message 0 must be"),
     (list(range(3, 3 + 10)) * 110, "exceeds the verifier's"),
 ])
 def test_bad_prompts(decoder, prompt, message):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from specdiff.args import GenerateArgs
 from specdiff.cli import GenerateOptions, app, run_generate
 
 runner = CliRunner()
@@ -28,8 +29,8 @@ def test_generate_prints_text_and_summary(tiny_dirs):
 
 def test_run_generate_matches_the_library(tiny_dirs, decoder):
     verifier_dir, drafter_dir = tiny_dirs
-    options = GenerateOptions("x = 1", drafter=str(drafter_dir), verifier=str(verifier_dir),
-                              max_new_tokens=8, block_size=3, denoising_steps=1, seed=0)
+    args = GenerateArgs(max_new_tokens=8, block_size=3, denoising_steps=1, seed=0)
+    options = GenerateOptions("x = 1", args, drafter=str(drafter_dir), verifier=str(verifier_dir))
     via_cli = run_generate(options)
     direct = decoder.generate("x = 1", max_new_tokens=8, block_size=3, denoising_steps=1, seed=0)
     assert via_cli.token_ids == direct.token_ids
@@ -38,10 +39,11 @@ def test_run_generate_matches_the_library(tiny_dirs, decoder):
 @pytest.mark.parametrize("extra,message", [
     (["--temperature", "-1"], "temperature must be >= 0"),
     (["--top-p", "2", "--temperature", "1"], "top_p must be in"),
-    (["--max-new-tokens", "-3"], "--max-new-tokens must be >= 0"),
-    (["--block-size", "0"], "block_size must be between 1"),
-    (["--steps", "0"], "this drafter has no context lookup"),
-    (["--steps", "-1"], "denoising_steps must be >= 0"),
+    (["--max-new-tokens", "-3"], "max_new_tokens must be a whole number >= 0"),
+    (["--block-size", "0"], "block_size must be >= 1"),
+    (["--block-size", "17"], "largest block 16"),
+    (["--steps", "0"], "proposer='ngram'"),
+    (["--proposer", "beam"], "unknown proposer 'beam'"),
 ])
 def test_bad_options_are_one_line_exit_2(tiny_dirs, extra, message):
     verifier_dir, drafter_dir = tiny_dirs

@@ -9,7 +9,8 @@ from specdiff.drafts import DiffusionGemmaDrafter, ProposalMode
 from stand_ins import OracleDrafter
 
 from specdiff import SpeculativeDecoder
-from specdiff.decoding import cut_at_stop, lookup_reach
+from specdiff.decoding import cut_at_stop, side_reach
+from specdiff.protocols import Proposer, SideReport
 
 NEW = 24
 
@@ -121,11 +122,14 @@ def test_result_statistics_and_frame(decoder):
     assert set(result.time_split()) == {"draft_s", "verify_s", "other_s"}
 
 
-def test_lookup_reach_table():
-    assert lookup_reach(None, [1, 2]) == -1  # no guess computed
-    assert lookup_reach([], [1, 2]) == 0  # the lookup had none
-    assert lookup_reach([1, 2, 9], [1, 2, 3, 4]) == 2
-    assert lookup_reach([1, 2], [1, 2, 3]) == 2 and lookup_reach([5], [1]) == 0
+def test_side_reach_table():
+    def side(*ids: int) -> SideReport:
+        return SideReport(Proposer.NGRAM, (torch.tensor(ids, dtype=torch.long),))
+
+    assert side_reach(None, [1, 2]) == -1  # no side report
+    assert side_reach(side(), [1, 2]) == 0  # the lookup had none
+    assert side_reach(side(1, 2, 9), [1, 2, 3, 4]) == 2
+    assert side_reach(side(1, 2), [1, 2, 3]) == 2 and side_reach(side(5), [1]) == 0
 
 
 def test_cut_at_stop_table():

@@ -7,10 +7,10 @@ import pytest
 import torch
 from helpers import CANVAS, SHAPE, chi2_pvalue
 from specdiff.drafts import DiffusionGemmaDrafter, Draft, ProposalMode
-from specdiff.drafts.context import ContextSeed
+from specdiff.drafts.ngram import ContextSeed, NgramLookup
 
 from specdiff import SpeculativeDecoder
-from specdiff.controller import Fixed
+from specdiff.controllers import Fixed, Proposer
 from specdiff.sampling import SamplingConfig, target_probs
 
 TOP_K = 3
@@ -24,11 +24,13 @@ class NoisyVerifierDrafter:
     distribution, as the diffusion drafter's ARGMAX mode returns).
     """
 
+    kind = Proposer.DIFFUSION
+
     def __init__(self, verifier, sampling: SamplingConfig, deterministic: bool = False):
         self.verifier = verifier
         self.deterministic = deterministic
         self.vocab_size = verifier.vocab_size
-        self.canvas_length = CANVAS
+        self.canvas_length = self.max_block_size = CANVAS
         self.tokenizer = None
         self.sampling = sampling
 
@@ -42,7 +44,8 @@ class _NoisySession:
         self.context = prompt_ids.clone()
 
     @torch.no_grad()
-    def propose(self, new_tokens, block_size, denoising_steps, generator, recycle_canvas=False):
+    def propose(self, new_tokens, choice, generator):
+        block_size = choice.block_size
         self.context = torch.cat([self.context, new_tokens], dim=1)
         d = self.drafter
         logits = d.verifier.model(self.context).logits[:, -1:].float()
@@ -88,13 +91,13 @@ class CutOnConfidenceBits(Fixed):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("drafter_kind", ["diffusion-resample", "diffusion-context-seeded", "diffusion-cut",
-                                          "diffusion-lookup", "noisy-verifier", "one-hot-argmax"])
+                                          "ngram-lookup", "noisy-verifier", "one-hot-argmax"])
 def test_first_two_sampled_tokens_follow_the_verifier(drafter, verifier, drafter_kind):
     sampling = SamplingConfig(temperature=1.0, top_k=TOP_K)
     prompt = [5, 17, 99, 4]
-    cutting, lookup = drafter_kind == "diffusion-cut", drafter_kind == "diffusion-lookup"
-    if drafter_kind.startswith("diffusion"):
-        seeded = drafter_kind in ("diffusion-context-seeded", "diffusion-lookup")
+    cutting, lookup = drafter_kind == "diffusion-cut", drafter_kind == "ngram-lookup"
+    if drafter_kind.startswith("diffusion") or lookup:
+        seeded = drafter_kind in ("diffusion-context-seeded", "ngram-lookup")
         engine = DiffusionGemmaDrafter(drafter.model, proposal_mode=ProposalMode.RESAMPLE,
                                        context_seed=ContextSeed() if seeded else None)
         if seeded:
@@ -103,9 +106,10 @@ def test_first_two_sampled_tokens_follow_the_verifier(drafter, verifier, drafter
             prompt = [5, 4, likely_guess(verifier, sampling), 99, 4]
     else:
         engine = NoisyVerifierDrafter(verifier, sampling, deterministic=drafter_kind == "one-hot-argmax")
-    # The lookup: 0 steps, the guess [17, 99] proposed as it is (one-hot), never denoised.
-    controller = CutOnConfidenceBits(block_size=2) if cutting else Fixed(2, 0) if lookup else None
-    decoder = SpeculativeDecoder(engine, verifier, controller=controller)
+    # The n-gram proposer: the guess proposed as it is (one-hot), no model.
+    controller = CutOnConfidenceBits(block_size=2) if cutting else Fixed.ngram(2) if lookup else None
+    engines = [engine, NgramLookup(verifier.vocab_size, max_block_size=CANVAS)] if lookup else engine
+    decoder = SpeculativeDecoder(engines, verifier, controller=controller)
     law = exact_two_token_law(verifier, prompt, sampling)
     counts = torch.zeros_like(law)
     draws, accepted, cuts = 1000, 0, 0
@@ -122,10 +126,10 @@ def test_first_two_sampled_tokens_follow_the_verifier(drafter, verifier, drafter
     assert chi2_pvalue(counts, law) > 1e-3
     if cutting:
         assert 0.1 * draws < cuts < 0.9 * draws  # the cut really varied
-    if not drafter_kind.startswith("diffusion"):
+    if drafter_kind in ("noisy-verifier", "one-hot-argmax"):
         assert accepted > draws * 0.3  # the acceptance branch really ran
     if lookup:
-        assert accepted > 0 and all(s.denoising_steps == 0 for s in result.stats)
+        assert accepted > 0 and {s.proposer.value for s in result.stats} <= {"ngram", "plain"}
 
 
 def test_target_probs_match_transformers_sampling(verifier):

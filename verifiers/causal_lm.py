@@ -28,7 +28,7 @@ def eos_ids_of(generation_config: Any) -> tuple[int, ...]:
 
 
 class CausalLMVerifier:
-    """Wraps a ``*ForCausalLM`` model as the verifier.
+    """Wraps a ``*ForCausalLM`` model as the verifier (``specdiff.protocols.Verifier``).
 
     Args:
         model: the causal LM (any device and dtype).
@@ -78,7 +78,7 @@ class VerifierSession:
         positions = torch.arange(self.length, self.length + tokens.shape[1], device=self.device)
         out = self.model(
             input_ids=tokens,
-            past_key_values=self.cache,
+            cache=self.cache,
             position_ids=positions[None],
             cache_position=positions,
             use_cache=True,

@@ -35,24 +35,27 @@ def test_every_method_matches_the_verifier_alone(decoder, ar_drafter, mini_suite
     assert list(result.runs["method"][5:]) == methods[1:] + methods[:1]
 
 
-def test_the_grid_tries_the_lookup_only_where_the_drafter_has_one(decoder, drafter, verifier, mini_suite):
-    from specdiff.drafts import ContextSeed, DiffusionGemmaDrafter
+def test_the_grid_tries_each_proposer_the_decoder_has(decoder, drafter, verifier, mini_suite):
+    from specdiff.drafts import NgramLookup
 
     from specdiff import SpeculativeDecoder
 
-    quick = dict(QUICK, grid_steps=(0, 1), methods=("ar", "fixed_best"))
+    quick = dict(QUICK, grid_proposers=("ngram", "diffusion"), methods=("ar", "fixed_best"))
     plain = run_bench(BenchConfig(out=Path("b.csv"), suite=str(mini_suite), **quick), decoder, progress=False)
-    assert set(plain.grid["denoising_steps"]) == {1}  # no lookup: 0 steps skipped
-    with pytest.raises(SpecdiffError, match="has no context lookup"):
-        run_bench(BenchConfig(out=Path("b.csv"), suite=str(mini_suite), **dict(quick, grid_steps=(0,))), decoder,
-                  progress=False)
-    seeded = SpeculativeDecoder(DiffusionGemmaDrafter(drafter.model, context_seed=ContextSeed()), verifier)
-    looked = run_bench(BenchConfig(out=Path("b.csv"), suite=str(mini_suite), **quick), seeded, progress=False)
-    assert set(looked.grid["denoising_steps"]) == {0, 1} and looked.identical
+    assert set(plain.grid["proposer"]) == {"diffusion"}  # no n-gram lookup in this decoder: skipped
+    with pytest.raises(SpecdiffError, match="none of the grid's proposers"):
+        run_bench(BenchConfig(out=Path("b.csv"), suite=str(mini_suite), **dict(quick, grid_proposers=("ngram",))),
+                  decoder, progress=False)
+    both = SpeculativeDecoder([drafter, NgramLookup(verifier.vocab_size, max_block_size=drafter.canvas_length)],
+                              verifier)
+    looked = run_bench(BenchConfig(out=Path("b.csv"), suite=str(mini_suite), **quick), both, progress=False)
+    grid = looked.grid.set_index(["proposer", "block_size"])["denoising_steps"]
+    assert sorted(grid.index) == [("diffusion", 2), ("diffusion", 4), ("ngram", 2), ("ngram", 4)]
+    assert grid[("ngram", 2)] == 0 and looked.identical
 
 
 def test_a_new_method_plugs_in_by_name(decoder, mini_suite, monkeypatch):
-    from specdiff.controller import Fixed
+    from specdiff.controllers import Fixed
 
     methods = dict(bn.BENCH_METHODS, block_3=BenchMethod(speculative(lambda ctx: Fixed(3, 1))))
     monkeypatch.setattr(bn, "BENCH_METHODS", methods)
@@ -101,14 +104,14 @@ def test_repeats_sum_every_pass_and_move_each_method_to_another_slot(decoder, mi
     ],
 )
 def test_bad_arguments_are_refused_before_loading(tiny_dirs, monkeypatch, change, message):
-    monkeypatch.setattr("specdiff.cli.load_decoder", lambda *a, **k: pytest.fail("loaded a model"))
+    monkeypatch.setattr("specdiff.loaders.load_decoder", lambda *a, **k: pytest.fail("loaded a model"))
     config = dict(out=Path("b.csv"), drafter=str(tiny_dirs[1]), verifier=str(tiny_dirs[0]), ar_drafter="x")
     with pytest.raises(SpecdiffError, match=message):
         run_bench(BenchConfig(**{**config, **change}), progress=False)
 
 
 def _pocket_ready() -> bool:
-    from specdiff.embedded import POCKET_DIR
+    from specdiff.loaders import POCKET_DIR
 
     return all((POCKET_DIR / name / "config.json").is_file() for name in ("verifier", "drafter", "ar_drafter"))
 

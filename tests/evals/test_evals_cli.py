@@ -40,10 +40,12 @@ def test_sweep_then_report(evals_app, models, mini_suite, tmp_path):
     ]
     result = runner.invoke(evals_app, args + models[:4] + ["--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "6 rows in" in result.output
-    assert len(pd.read_csv(out)) == 6
+    # per prompt: the verifier alone, the drafter at blocks 2 and 4, the n-gram lookup at blocks 2 and 4
+    assert "10 rows in" in result.output
+    table = pd.read_csv(out)
+    assert len(table) == 10 and table["proposer"].value_counts().to_dict() == {"diffusion": 4, "ngram": 4, "plain": 2}
     again = runner.invoke(evals_app, args + models[:4] + ["--out", str(out), "--resume"])
-    assert again.exit_code == 0 and "6 rows in" in again.output
+    assert again.exit_code == 0 and "10 rows in" in again.output
 
     plots, markdown = tmp_path / "plots", tmp_path / "report.md"
     shown = runner.invoke(
@@ -118,7 +120,7 @@ def test_bench(evals_app, models, mini_suite, tmp_path):
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(evals_app, models, tmp_path, monkeypatch, args, message):
-    monkeypatch.setattr("specdiff.cli.load_decoder", lambda *a, **k: pytest.fail("loaded a model"))
+    monkeypatch.setattr("specdiff.loaders.load_decoder", lambda *a, **k: pytest.fail("loaded a model"))
     named = models if args[0] == "bench" else models[:4]  # sweep takes no --ar-drafter
     result = runner.invoke(evals_app, args + named + ["--out", str(tmp_path / "o.csv")])
     assert result.exit_code == 2

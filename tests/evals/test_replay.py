@@ -10,50 +10,70 @@ import torch
 from helpers import CANVAS, reference_greedy
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from specdiff.drafts import Draft
-from specdiff.evals.replay import RoundCosts, Trace, hindsight_seconds, record_trace, replay
+from specdiff.evals.replay import RoundCosts, Setting, Trace, hindsight_seconds, record_trace, replay
 
 from specdiff import SpeculativeDecoder
-from specdiff.controller import Adaptive, Choice, Fixed, Heuristic
+from specdiff.controllers import Adaptive, Fixed, Heuristic
 from specdiff.metrics import RoundStats
+from specdiff.protocols import Choice, Draft, Proposer, SideReport
+
+LOOKUP_AND_ONE_STEP = (Setting.ngram(), Setting.diffusion(1))
 
 
 class PatternDrafter:
     """A deterministic drafter: the verifier's greedy continuation, wrong (and unsure) at every
     output position ``j`` with ``j % period == period - 1``, right but unsure where ``j % period
     == 1``, right and sure elsewhere. Whatever the noise, its draft depends only on where the
-    round starts, as a trace assumes. At 0 steps it plays a context lookup: no confidence, wrong at
-    ``j % 7 == 3``, and no guess at all where the round starts at a multiple of 11."""
+    round starts, as a trace assumes. It reports a lookup's guess as its side report: wrong at
+    ``j % 7 == 3``, and no guess at all where the round starts at a multiple of 11
+    (``PatternLookup`` proposes that guess itself)."""
 
-    min_denoising_steps = 0
+    kind = Proposer.DIFFUSION
 
     def __init__(self, continuation: list[int], vocab_size: int, canvas_length: int, period: int = 5):
         self.continuation, self.vocab_size, self.canvas_length = continuation, vocab_size, canvas_length
+        self.max_block_size = canvas_length
         self.period, self.tokenizer, self.device = period, None, torch.device("cpu")
 
     def session(self, prompt_ids: torch.Tensor, greedy: bool = True) -> _PatternSession:
         return _PatternSession(self)
+
+    def lookup(self) -> PatternLookup:
+        return PatternLookup(self)
+
+
+class PatternLookup:
+    """The n-gram proposer of ``PatternDrafter``'s side reports."""
+
+    kind = Proposer.NGRAM
+
+    def __init__(self, drafter: PatternDrafter) -> None:
+        self.drafter, self.vocab_size, self.tokenizer = drafter, drafter.vocab_size, None
+        self.max_block_size, self.device = drafter.canvas_length, drafter.device
+
+    def session(self, prompt_ids: torch.Tensor, greedy: bool = True) -> _PatternSession:
+        return _PatternSession(self.drafter)
 
 
 class _PatternSession:
     def __init__(self, drafter: PatternDrafter):
         self.drafter, self.seen = drafter, 0
 
-    def propose(self, new_tokens, block_size, denoising_steps, generator, recycle_canvas=False) -> Draft:
-        d = self.drafter
+    def propose(self, new_tokens: torch.Tensor, choice: Choice, generator: torch.Generator) -> Draft:
+        d, block_size = self.drafter, choice.block_size
         self.seen += new_tokens.shape[1]
         positions = range(self.seen, self.seen + block_size)
-        guess = self._lookup(d.canvas_length)  # what a 0-step round proposes here; model rounds report it
-        if denoising_steps == 0:
-            tokens = guess[None, :block_size]
-            return Draft(tokens=tokens, probs=None, denoising_steps_used=0, guesses=(guess,))
+        guess = self._lookup(d.canvas_length)  # what the lookup proposes here; model rounds report it
+        if choice.proposer is Proposer.NGRAM:
+            return Draft(tokens=guess[None, :block_size], probs=None)
         wrong = [j % d.period == d.period - 1 for j in positions]
         truth = [d.continuation[j] if j < len(d.continuation) else 3 for j in positions]
         tokens = torch.tensor([[(t + 1) % d.vocab_size if w else t for t, w in zip(truth, wrong, strict=True)]])
         scores = torch.zeros(1, block_size, d.vocab_size)
         peaks = torch.tensor([1.0 if w or j % d.period == 1 else 12.0 for j, w in zip(positions, wrong, strict=True)])
         scores[0, torch.arange(block_size), tokens[0]] = peaks
-        return Draft(tokens=tokens, probs=None, denoising_steps_used=denoising_steps, scores=scores, guesses=(guess,))
+        return Draft(tokens=tokens, probs=None, denoising_steps_used=choice.denoising_steps, scores=scores,
+                     side=SideReport(Proposer.NGRAM, (guess,)))
 
     def _lookup(self, length: int) -> torch.Tensor:
         """``[length]``, or ``[0]`` (no guess) where the round starts at a multiple of 11."""
@@ -74,50 +94,55 @@ class CutBelow(Fixed):
 
 
 class Alternating(CutBelow):
-    """``CutBelow``, drafting from the lookup (0 steps) every other round."""
+    """``CutBelow``, drafting from the lookup every other round."""
 
-    def reset(self, canvas_length: int, min_steps: int = 1) -> None:
-        super().reset(canvas_length, min_steps)
+    def reset(self, limits) -> None:
+        super().reset(limits)
         self.turn = 0
 
     def choose(self) -> Choice:
         self.turn += 1
-        return Choice(self.block_size, self.turn % 2)
+        return Choice.diffusion(self.block_size, 1) if self.turn % 2 else Choice.ngram(self.block_size)
 
 
 def flat_costs(canvas: int, steps: int = 1, lookup: bool = False) -> RoundCosts:
+    """Rows: the lookup's (when ``lookup``, at nearly no cost), then 1..``steps`` steps."""
     blocks = np.arange(canvas + 1)
     draft = np.stack([np.where(blocks > 0, 0.01 * s + 0.0001 * blocks, 0.0) for s in range(1 - lookup, steps + 1)])
     return RoundCosts(draft_s=draft, verify_s=0.02 + 0.0005 * blocks)
 
 
-@pytest.mark.parametrize("make", [lambda: Fixed(5, 1), Heuristic, lambda: CutBelow(CANVAS, 1), lambda: Fixed(6, 0),
+@pytest.mark.parametrize("make", [lambda: Fixed(5, 1), Heuristic, lambda: CutBelow(CANVAS, 1), lambda: Fixed.ngram(6),
                                   lambda: Alternating(CANVAS, 1)],
                          ids=["fixed", "heuristic", "cut", "lookup", "lookup-and-cut"])
 def test_a_replay_plays_the_rounds_the_decode_loop_plays(verifier, make):
     prompt, n = [5, 17, 42, 9], 40
     continuation = reference_greedy(verifier, prompt, n, eos=[])
     drafter = PatternDrafter(continuation, verifier.vocab_size, CANVAS)
-    real = SpeculativeDecoder(drafter, verifier, controller=make()).generate(prompt, max_new_tokens=n, eos_token_id=[])
+    decoder = SpeculativeDecoder([drafter, drafter.lookup()], verifier, controller=make())
+    real = decoder.generate(prompt, max_new_tokens=n, eos_token_id=[])
     assert real.token_ids == continuation
-    trace = record_trace(drafter, torch.tensor([prompt]), continuation, (0, 1))
+    trace = record_trace(decoder.proposers, torch.tensor([prompt]), continuation, LOOKUP_AND_ONE_STEP)
     replayed = replay(make(), [trace], flat_costs(CANVAS, lookup=True), [0.0])
-    shape = [(s.block_size, s.denoising_steps, s.proposed, s.accepted, s.committed, s.lookup_reach)
-             for s in real.stats]
-    assert [(s.block_size, s.denoising_steps, s.proposed, s.accepted, s.committed, s.lookup_reach)
-            for s in replayed.stats[0]] == shape
+
+    def shape(rounds: tuple[RoundStats, ...]) -> list[tuple]:
+        return [(s.proposer, s.block_size, s.denoising_steps, s.proposed, s.accepted, s.committed, s.side_reach)
+                for s in rounds]
+
+    assert shape(replayed.stats[0]) == shape(real.stats)
     assert replayed.tokens == n and replayed.rounds == len(real.stats)
 
 
 def test_a_trace_of_the_real_drafter(drafter, verifier):
     prompt, n = [5, 17, 42, 9], 24
     continuation = reference_greedy(verifier, prompt, n, eos=[])
-    trace = record_trace(drafter, torch.tensor([prompt]), continuation, (1, 2), seed=3)
+    steps = (Setting.diffusion(1), Setting.diffusion(2))
+    trace = record_trace({drafter.kind: drafter}, torch.tensor([prompt]), continuation, steps, seed=3)
     assert trace.reach.shape == (2, n) and trace.confidence.shape == (2, n, drafter.canvas_length)
     assert all(0 <= trace.reach[s, t] <= n - t for s in range(2) for t in range(n))
     drafted = trace.confidence[:, :-1, :1]  # every position but the last drafts at least one token
     assert np.all((drafted > 0) & (drafted <= 1))
-    again = record_trace(drafter, torch.tensor([prompt]), continuation, (1, 2), seed=3)
+    again = record_trace({drafter.kind: drafter}, torch.tensor([prompt]), continuation, steps, seed=3)
     np.testing.assert_array_equal(trace.reach, again.reach)  # seeded per position: it repeats
 
 
@@ -158,7 +183,8 @@ def test_the_hindsight_bound_is_the_best_sequence_of_choices(case):
         draft_s=np.stack([np.where(blocks > 0, draft_step * (s + 1) + 0.001 * blocks, 0.0) for s in range(len(rows))]),
         verify_s=verify_base + 0.002 * blocks,
     )
-    trace = Trace(steps=tuple(range(1, len(rows) + 1)), reach=reach, confidence=np.full((len(rows), n, canvas), 0.5))
+    trace = Trace(settings=tuple(Setting.diffusion(s) for s in range(1, len(rows) + 1)), reach=reach,
+                  confidence=np.full((len(rows), n, canvas), 0.5))
     bound = hindsight_seconds(trace, costs)
     drafting = hindsight_seconds(trace, costs, plain_rounds=False)
     assert bound == pytest.approx(brute_force_seconds(reach, costs))
@@ -174,7 +200,7 @@ def test_replayed_adaptive_learns_from_the_replayed_costs():
     n, canvas = 600, 32
     reach = np.array([[min(29 - t % 30, n - t) for t in range(n)]])
     confidence = np.where(np.arange(canvas)[None, :] < reach[0][:, None], 0.999, 0.2)[None]
-    trace = Trace(steps=(1,), reach=reach, confidence=confidence)
+    trace = Trace(settings=(Setting.diffusion(1),), reach=reach, confidence=confidence)
     replayed = replay(Adaptive(steps_options=(1,)), [trace], flat_costs(canvas), [0.0])
     late = replayed.stats[0][len(replayed.stats[0]) // 2:]
     assert np.mean([s.committed for s in late]) > 8
@@ -184,7 +210,7 @@ def test_replayed_adaptive_learns_from_the_replayed_costs():
 def test_round_costs_fitted_on_rounds():
     rounds = [RoundStats(i, k, 1, 1, k, 0, 1, 0.010 + 0.0001 * k, 0.020 + 0.001 * k, 0.0)
               for i, k in enumerate([1, 4, 8, 16] * 20)]
-    costs = RoundCosts.fitted(rounds, (1, 2), canvas_length=16)
+    costs = RoundCosts.fitted(rounds, (Setting.diffusion(1), Setting.diffusion(2)), canvas_length=16)
     assert costs.draft_s.shape == (2, 17) and costs.verify_s.shape == (17,)
     assert costs.draft_s[0, 0] == 0.0 and costs.draft_s[0, 8] == pytest.approx(0.0108, rel=0.05)
     assert costs.verify_s[8] == pytest.approx(0.028, rel=0.05)

@@ -30,6 +30,7 @@ def _row(
         suite="s",
         prompt_id=prompt_id,
         method=method,
+        proposer="plain" if method == "ar" else "diffusion",
         block_size=block,
         denoising_steps=steps,
         temperature=0.0,
@@ -127,5 +128,5 @@ def test_plots_and_markdown_are_written(table, tmp_path):
     assert all(p.stat().st_size > 5000 for p in paths)
     text = report.markdown_report(table, gpu_price_per_hour=3.0, plots=paths)
     assert "## Best configuration per suite" in text
-    assert "| s | specdiff | 4 | 1 | 0.00 | 2.22 | 0.39 | 10.00 | 2.50 |" in text
+    assert "| s | specdiff | diffusion | 4 | 1 | 0.00 | 2.22 | 0.39 | 10.00 | 2.50 |" in text
     assert "![tokens_per_s](tokens_per_s.png)" in text

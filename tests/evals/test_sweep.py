@@ -17,7 +17,7 @@ from specdiff.evals.sweep import Journal, SweepConfig, journal_path, plan, read_
 
 from specdiff.errors import SpecdiffError
 
-SMALL = dict(block_sizes=(2, 4), denoising_steps=(1,), max_new_tokens=6)
+SMALL = dict(proposers=("diffusion",), block_sizes=(2, 4), denoising_steps=(1,), max_new_tokens=6)
 
 
 def _stable(frame: pd.DataFrame) -> pd.DataFrame:
@@ -46,6 +46,13 @@ def test_plan_runs_the_baseline_first_for_each_prompt_and_setting(mini_suite):
     assert len(tasks) == 2 * 2 * (1 + 2)
     assert [(t.method, t.block_size) for t in tasks[:3]] == [("ar", 0), ("specdiff", 2), ("specdiff", 4)]
     assert {t.temperature for t in tasks[3:6]} == {0.7}
+    both = plan(SweepConfig(out=Path("x.csv"), suite=str(mini_suite), **dict(SMALL, proposers=("diffusion", "ngram"),
+                                                                               denoising_steps=(1, 2))),
+                sw.load_suite(mini_suite))
+    # per prompt: the baseline, diffusion at 2 blocks x 2 steps, the n-gram lookup at 2 blocks (no steps)
+    assert [(t.proposer, t.block_size, t.denoising_steps) for t in both[:9]] == [
+        ("plain", 0, 0), ("diffusion", 2, 1), ("diffusion", 2, 2), ("diffusion", 4, 1), ("diffusion", 4, 2),
+        ("ngram", 2, 0), ("ngram", 4, 0), ("plain", 0, 0), ("diffusion", 2, 1)]
 
 
 def test_resume_after_an_interruption_matches_an_uninterrupted_run(decoder, mini_suite, tmp_path):
@@ -103,6 +110,7 @@ def test_rows_record_every_setting_and_the_position_counts(decoder, mini_suite, 
         top_k=20,
         top_p=0.9,
         limit=1,
+        proposers=("diffusion",),
         block_sizes=(3,),
         denoising_steps=(2,),
         max_new_tokens=5,
@@ -160,7 +168,7 @@ def no_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the arguments were checked")
 
-    monkeypatch.setattr("specdiff.cli.load_decoder", refuse)
+    monkeypatch.setattr("specdiff.loaders.load_decoder", refuse)
 
 
 @pytest.mark.parametrize(
@@ -173,7 +181,9 @@ def no_loading(monkeypatch):
         (dict(seeds=()), "--seeds is empty"),
         (dict(block_sizes=(4, 17)), "exceeds the drafter's canvas of 16"),
         (dict(block_sizes=(0,)), "block sizes must be >= 1"),
-        (dict(denoising_steps=(-1,)), "denoising steps must be >= 0"),
+        (dict(denoising_steps=(-1,)), "--steps must be >= 1"),
+        (dict(denoising_steps=(0,)), "use the n-gram proposer"),
+        (dict(proposers=("beam",)), "unknown proposer 'beam'"),
         (dict(temperatures=(-1.0,)), "temperature must be >= 0"),
         (dict(top_p=0.0), "top_p must be in (0, 1]"),
         (dict(max_new_tokens=0), "--max-new-tokens must be >= 1"),
@@ -200,14 +210,15 @@ def test_an_existing_output_needs_resume(no_loading, tiny_dirs, tmp_path):
 def test_prompts_too_long_for_the_verifier_are_refused_before_generating(decoder, tmp_path):
     suite = tmp_path / "long.jsonl"
     suite.write_text(json.dumps({"id": "long", "prompt": "x = 1\n" * 400}) + "\n")
-    config = SweepConfig(out=tmp_path / "r.csv", suite=str(suite), block_sizes=(2,), max_new_tokens=900)
+    config = SweepConfig(out=tmp_path / "r.csv", suite=str(suite), proposers=("diffusion",), block_sizes=(2,),
+                         max_new_tokens=900)
     with pytest.raises(SpecdiffError, match="exceed the verifier's 1024 positions"):
         run_sweep(config, decoder, progress=False)
     assert not journal_path(tmp_path / "r.csv").exists()
 
 
-def test_zero_steps_without_a_context_lookup_is_refused_before_generating(decoder, mini_suite, tmp_path):
-    config = SweepConfig(out=tmp_path / "r.csv", suite=str(mini_suite), block_sizes=(2,), denoising_steps=(0, 1))
-    with pytest.raises(SpecdiffError, match="has no context lookup"):
+def test_a_proposer_the_decoder_lacks_is_refused_before_generating(decoder, mini_suite, tmp_path):
+    config = SweepConfig(out=tmp_path / "r.csv", suite=str(mini_suite), block_sizes=(2,), proposers=("ngram",))
+    with pytest.raises(SpecdiffError, match="this decoder has no ngram proposer"):
         run_sweep(config, decoder, progress=False)
     assert not journal_path(tmp_path / "r.csv").exists()

@@ -2,24 +2,18 @@
 
 Three fits, each updated after every round from the seconds in ``RoundStats``:
 
-- drafting seconds against denoising steps used and block size, a plane (``PlaneFit``): the
-  drafter denoises its whole canvas whatever the block, but its LM head runs over the block only
-  (pocket pair, one thread, in the decode loop: 14.2 ms a round drafting 16 tokens at one step,
-  17.1 ms drafting 64; ``benchmarks/round_costs.py``), and at a real vocabulary the head is a
-  large part of a step;
+- the diffusion drafter's seconds against denoising steps used and block size, a plane
+  (``PlaneFit``): it denoises its whole canvas whatever the block, but its LM head runs over the
+  block only, and at a real vocabulary the head is a large part of a step;
 - verifying seconds, bookkeeping (``other_s``) included, against tokens scored, K + 1 (a plain
   decoding round scores 1): a non-decreasing piecewise-linear curve (``KnotFit``), because a
-  forward's cost is not a line in its width. On the pocket pair (2-core CPU, 1 thread, timed in
-  the decode loop, medians; ``benchmarks/round_costs.py``) scoring 2 tokens takes 24.2 ms, 5
-  25.5, 9 29.3, 17 30.5, 25 31.0, 33 36.0, 65 51.3: flat stretches and steps, not a line. On a
-  GPU the flat stretch is far longer. A line through such points has the flat stretches rising,
-  and a cut made on it gives away acceptance for a saving that is not there;
-- a 0-step round's drafting seconds (the context lookup, no model call: 0.2-0.3 ms on the pocket
-  pair, ``benchmarks/controller_replay.py``) against block size, a line of its own (``lookup``).
+  forward's cost is not a line in its width: it runs in flat stretches and steps (on a GPU the
+  flat stretch is far longer), and a line through such points has the flat stretches rising;
+- the n-gram lookup's seconds (no model call) against block size, a line of its own (``lookup``).
 
-Measured seconds drift (other processes share the machine, the KV cache grows), so the fits forget
-old rounds exponentially. Everything here is pure: a fit is a frozen dataclass, ``updated`` returns
-a new one.
+``benchmarks/round_costs.py`` prints the measured curves these fits follow. Measured seconds drift
+(other processes share the machine, the KV cache grows), so the fits forget old rounds
+exponentially. Everything here is pure: a fit is a frozen dataclass, ``updated`` returns a new one.
 """
 
 from __future__ import annotations
@@ -29,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from specdiff.metrics import RoundStats
+from specdiff.protocols import Proposer
 
 # Predictions never fall below this (seconds): a rate over a zero cost would be infinite.
 MIN_SECONDS = 1e-6
@@ -298,11 +293,10 @@ class CostModel:
     """Predicted seconds of a round, from drafting and verifying fits.
 
     Attributes:
-        draft: drafting seconds against denoising steps used and block size.
+        draft: the diffusion drafter's seconds against denoising steps used and block size.
         verify: verifying plus bookkeeping seconds against tokens scored (block size + 1).
-        lookup: the seconds of a 0-step round's draft (the context lookup, no model call) against
-            block size; kept apart from ``draft``, whose plane through 1, 2, ... steps says nothing
-            about a round that runs no model.
+        lookup: the n-gram lookup's drafting seconds against block size; kept apart from
+            ``draft``, whose plane through 1, 2, ... steps says nothing about a round that runs no model.
     """
 
     draft: PlaneFit = field(default_factory=PlaneFit)
@@ -313,26 +307,27 @@ class CostModel:
         """The model after one more round.
 
         ``teach_draft=False`` keeps the round's drafting seconds out of the draft fit: the first
-        round that drafts after a stretch without drafting also encodes every token committed
-        meanwhile (the whole prompt, at the start), which says nothing about the next round.
+        model round after a stretch without one also encodes every token committed meanwhile (the
+        whole prompt, at the start), which says nothing about the next round.
         """
         verify = self.verify.updated(stats.proposed + 1, stats.verify_s + stats.other_s)
         draft, lookup = self.draft, self.lookup
-        if stats.block_size > 0 and stats.denoising_steps == 0:  # a lookup round, with or without a guess
+        if stats.proposer is Proposer.NGRAM:  # with or without a guess
             lookup = lookup.updated(stats.block_size, stats.draft_s)
-        elif stats.proposed > 0 and teach_draft:
+        elif stats.proposer is Proposer.DIFFUSION and stats.proposed > 0 and teach_draft:
             draft = draft.updated(stats.denoising_steps_used, stats.block_size, stats.draft_s)
         return CostModel(draft=draft, verify=verify, lookup=lookup)
 
-    def draft_many(self, steps: np.ndarray, blocks: np.ndarray) -> np.ndarray:
-        """Predicted drafting seconds over broadcastable arrays of steps (0: the lookup) and blocks."""
-        steps = np.asarray(steps, dtype=float)
-        return np.where(steps == 0, self.lookup.predict_many(blocks), self.draft.predict_many(steps, blocks))
+    def draft_many(self, steps: np.ndarray, blocks: np.ndarray, lookup: np.ndarray | bool = False) -> np.ndarray:
+        """Predicted drafting seconds over broadcastable arrays of diffusion steps and blocks; where
+        ``lookup`` (broadcastable bools) holds, the n-gram lookup's instead."""
+        return np.where(lookup, self.lookup.predict_many(blocks), self.draft.predict_many(steps, blocks))
 
-    def round_s(self, block_size: int, denoising_steps: float) -> float:
-        """Predicted seconds of a round drafting ``block_size`` tokens (0: plain decoding) with
-        ``denoising_steps`` (0: the context lookup)."""
+    def round_s(self, choice_proposer: Proposer, block_size: int, denoising_steps: float = 0.0) -> float:
+        """Predicted seconds of a round drafting ``block_size`` tokens from ``choice_proposer``
+        (PLAIN: plain decoding) with ``denoising_steps`` (the diffusion drafter's mean steps used)."""
         verify_s = self.verify.predict(block_size + 1)
-        if block_size == 0:
+        if choice_proposer is Proposer.PLAIN:
             return verify_s
-        return float(self.draft_many(denoising_steps, block_size)) + verify_s
+        lookup = choice_proposer is Proposer.NGRAM
+        return float(self.draft_many(denoising_steps, block_size, lookup)) + verify_s

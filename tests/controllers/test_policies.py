@@ -19,25 +19,23 @@ from hypothesis import strategies as st
 from stand_ins import OracleDrafter
 
 from specdiff import SpeculativeDecoder
-from specdiff.controller import (
-    CONFIDENCE_EDGES,
-    PLAIN,
-    Adaptive,
-    Choice,
-    Fixed,
-    Heuristic,
-    best_cut,
-    bin_midpoints,
-    block_grid,
-    confidence_bins,
-    expected_committed,
-    reach_estimates,
-    regime_of,
-)
+from specdiff.controllers import PLAIN, Adaptive, Choice, Fixed, Heuristic, Proposer
+from specdiff.controllers.cut import CONFIDENCE_EDGES, best_cut, bin_midpoints, confidence_bins
+from specdiff.controllers.reach import block_grid, expected_committed, reach_estimates, regime_of
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import RoundStats
 
 EVERYTHING = 10**6  # "accept every draft token" (capped at the block)
+DIFFUSION, NGRAM = Proposer.DIFFUSION, Proposer.NGRAM
+
+
+def limits(canvas: int, lookup: bool = False) -> dict[Proposer, int]:
+    """A decoder's proposers: the diffusion drafter, and the n-gram lookup when ``lookup``."""
+    return {DIFFUSION: canvas} | ({NGRAM: canvas} if lookup else {})
+
+
+def is_lookup(choice: Choice) -> bool:
+    return choice.proposer is NGRAM
 
 
 @dataclass(frozen=True)
@@ -48,11 +46,12 @@ class Machine:
     verify_base: float = 0.008
     verify_per_token: float = 0.0001
     noise: float = 0.0  # relative; alternates + and - so runs stay deterministic
-    lookup: float = 0.0001  # a 0-step round's draft: the context lookup, no model
+    lookup: float = 0.0001  # an n-gram lookup round's draft: no model
 
-    def seconds(self, round_index: int, block_size: int, steps: int) -> tuple[float, float]:
+    def seconds(self, round_index: int, block_size: int, choice: Choice) -> tuple[float, float]:
         scale = 1.0 + self.noise * (1 if round_index % 2 else -1)
-        draft_s = (self.draft_per_step * steps if steps else self.lookup) if block_size else 0.0
+        draft = self.lookup if is_lookup(choice) else self.draft_per_step * choice.denoising_steps
+        draft_s = draft if block_size else 0.0
         return draft_s * scale, (self.verify_base + self.verify_per_token * (block_size + 1)) * scale
 
 
@@ -62,13 +61,13 @@ def play(
     rounds: int,
     canvas: int = 32,
     machine: Machine = Machine(),
-    min_steps: int = 1,
-    lookup_reach_for: Callable[[int], int] = lambda i: -1,
+    lookup: bool = False,
+    side_reach_for: Callable[[int], int] = lambda i: -1,
 ) -> list[Choice]:
     """Run ``policy`` for ``rounds`` rounds against the script; returns the choices it made.
-    ``accepted_for`` may return None for a 0-step round: the lookup had no guess, nothing proposed.
-    ``lookup_reach_for``: how far the lookup's guess went in a round the model drafted (-1: unknown)."""
-    policy.reset(canvas, min_steps)
+    ``accepted_for`` may return None for a lookup round: the lookup had no guess, nothing proposed.
+    ``side_reach_for``: how far the lookup's guess went in a round the model drafted (-1: unknown)."""
+    policy.reset(limits(canvas, lookup))
     choices = []
     for i in range(rounds):
         choice = policy.choose()
@@ -76,10 +75,12 @@ def play(
         script = accepted_for(i, choice)
         proposed = k if script is not None else 0
         accepted = min(proposed, script or 0)
-        draft_s, verify_s = machine.seconds(i, k, choice.denoising_steps)
+        draft_s, verify_s = machine.seconds(i, k, choice)
         steps = choice.denoising_steps if k else 0
+        modelled = choice.proposer is DIFFUSION and k > 0
         policy.observe(RoundStats(i, k, steps, steps, proposed, accepted, accepted + 1, draft_s, verify_s, 0.0,
-                                  choice.recycle_canvas and k > 0, lookup_reach_for(i) if steps else -1))
+                                  choice.recycle_canvas and k > 0, choice.proposer if k else Proposer.PLAIN,
+                                  side_reach_for(i) if modelled else -1))
         choices.append(choice)
     return choices
 
@@ -92,9 +93,9 @@ def drafting_rounds(choices: list[Choice], start: int = 0) -> list[int]:
 
 
 def test_fixed_repeats_its_choice_and_refuses_a_block_past_the_canvas():
-    assert set(play(Fixed(8, 2, True), lambda i, c: i % 3, 10)) == {Choice(8, 2, True)}
-    with pytest.raises(SpecdiffError, match="canvas length 16"):
-        Fixed(32).reset(16)
+    assert set(play(Fixed(8, 2, True), lambda i, c: i % 3, 10)) == {Choice.diffusion(8, 2, True)}
+    with pytest.raises(SpecdiffError, match="largest block 16"):
+        Fixed(32).reset(limits(16))
 
 
 def test_heuristic_adds_two_after_a_full_block_and_drops_one_otherwise():
@@ -110,8 +111,8 @@ def test_heuristic_adds_two_after_a_full_block_and_drops_one_otherwise():
 
 def test_heuristic_ignores_rounds_without_a_draft():
     policy = Heuristic(start_block_size=5)
-    policy.reset(16)
-    policy.observe(RoundStats(0, 0, 0, 0, 0, 0, 1, 0.0, 0.01, 0.0))
+    policy.reset(limits(16))
+    policy.observe(RoundStats(0, 0, 0, 0, 0, 0, 1, 0.0, 0.01, 0.0, proposer=Proposer.PLAIN))
     assert policy.choose().block_size == 5
 
 
@@ -174,7 +175,8 @@ def test_reach_estimates_never_increase_along_the_block():
 
 def test_adaptive_warms_up_with_a_fixed_schedule():
     choices = play(Adaptive(start_block_size=16), lambda i, c: 0, 5)
-    assert choices == [Choice(16, 1), Choice(16, 1), Choice(16, 2), Choice(4, 1), PLAIN]
+    d = Choice.diffusion
+    assert choices == [d(16, 1), d(16, 1), d(16, 2), d(4, 1), PLAIN]
 
 
 def test_later_generations_skip_the_warm_up_and_start_from_what_was_learnt():
@@ -186,7 +188,7 @@ def test_later_generations_skip_the_warm_up_and_start_from_what_was_learnt():
     assert policy.current == PLAIN
     choices = play(policy, lambda i, c: 0, 12)
     assert choices[0].block_size >= 16 and choices[1] == PLAIN  # the next prompt starts with a probe
-    assert play(policy, lambda i, c: 0, 3, canvas=64)[:2] == [Choice(16, 1), Choice(16, 1)]  # new drafter
+    assert play(policy, lambda i, c: 0, 3, canvas=64)[:2] == [Choice.diffusion(16, 1)] * 2  # new drafter
 
 
 def test_adaptive_grows_the_block_while_everything_is_accepted():
@@ -314,26 +316,27 @@ def test_confidence_bins_and_their_middles():
 
 
 def play_with_confidence(policy, confident_run: Callable[[int], int], rounds: int, canvas: int = 32,
-                         machine: Machine = Machine(), min_steps: int = 1,
+                         machine: Machine = Machine(), lookup: bool = False,
                          lookup_run: Callable[[int], int] = lambda i: 0) -> list[tuple[Choice, int, int]]:
     """``play`` for a drafter that sends its confidence: round i's draft is sure (0.999) of its
     first ``confident_run(i)`` positions and unsure (0.2) after, and the verifier accepts exactly
     the sure ones. A 0-step round (the lookup) sends no confidence and is never cut; the verifier
     accepts ``lookup_run(i)`` of it. Returns (choice, tokens kept by the cut, the run) per round."""
-    policy.reset(canvas, min_steps)
+    policy.reset(limits(canvas, lookup))
     played = []
     for i in range(rounds):
         choice = policy.choose()
         k = choice.block_size
-        run = confident_run(i) if choice.denoising_steps else lookup_run(i)
+        run = lookup_run(i) if is_lookup(choice) else confident_run(i)
         kept = k
-        if k >= 2 and choice.denoising_steps:
+        if k >= 2 and choice.proposer is DIFFUSION:
             confidence = np.where(np.arange(k) < run, 0.999, 0.2)
             kept = policy.cut(confidence, choice.denoising_steps)
         accepted = min(kept, run)
-        draft_s, verify_s = machine.seconds(i, kept, choice.denoising_steps)
+        draft_s, verify_s = machine.seconds(i, kept, choice)
         steps = choice.denoising_steps if k else 0
-        policy.observe(RoundStats(i, k, steps, steps, kept, accepted, accepted + 1, draft_s, verify_s, 0.0))
+        policy.observe(RoundStats(i, k, steps, steps, kept, accepted, accepted + 1, draft_s, verify_s, 0.0,
+                                  proposer=choice.proposer if k else Proposer.PLAIN))
         played.append((choice, kept, run))
     return played
 
@@ -343,7 +346,7 @@ def test_the_cut_stops_where_the_drafter_stops_being_sure():
     runs = [rng.randint(1, 24) for _ in range(200)]
     policy = Adaptive()
     played = play_with_confidence(policy, lambda i: runs[i], 200, machine=Machine(verify_per_token=0.0005))
-    calibration = policy.calibration()
+    calibration = policy.calibration.chances()
     assert calibration[-1] > 0.95 and calibration[confidence_bins(np.array([0.2]))[0]] < 0.1
     late = [(choice, kept, run) for choice, kept, run in played[100:] if choice.block_size > 1]
     # Each drafted block is cut where the drafter stops being sure (or kept whole when it is sure throughout).
@@ -379,7 +382,7 @@ def test_what_a_cut_round_says_about_the_positions_it_dropped():
     assert proposed.tolist() == [1.0] * 16 and reached.tolist() == [1.0, 1.0] + [0.0] * 14
     # The kept prefix accepted whole: each dropped position counts by its calibrated chance of being reached.
     proposed, reached = counts(kept)
-    chance = np.cumprod(policy.calibration()[confidence_bins(confidence[kept:])])
+    chance = np.cumprod(policy.calibration.chances()[confidence_bins(confidence[kept:])])
     assert proposed.tolist() == [1.0] * 16 and reached[:kept].tolist() == [1.0] * kept
     np.testing.assert_allclose(reached[kept:], chance)
     assert 0.0 < reached[-1] < reached[kept] < 1.0
@@ -455,24 +458,31 @@ stats_strategy = st.builds(
     verify_s=st.floats(0, 10),
     other_s=st.floats(0, 10),
     canvas_recycled=st.booleans(),
+    proposer=st.sampled_from(list(Proposer)),
 )
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.sampled_from(sorted(POLICIES)), st.integers(1, 300), st.lists(stats_strategy, max_size=40),
-       st.integers(0, 1))
-def test_choices_stay_within_the_canvas_and_the_drafters_steps(name, canvas, history, min_steps):
-    """Within the canvas, and at least one step, or 0 (the lookup) where the drafter has one."""
+       st.booleans())
+def test_choices_stay_within_the_canvas_and_the_decoders_proposers(name, canvas, history, lookup):
+    """Within the canvas, from a proposer the decoder has, at least one step for the drafter."""
     policy = Fixed(min(4, canvas), 1) if name.startswith("fixed") else POLICIES[name]()
-    policy.reset(canvas, min_steps)
+    offered = limits(canvas, lookup)
+
+    def check(choice: Choice) -> None:
+        assert 0 <= choice.block_size <= canvas
+        assert choice.proposer is Proposer.PLAIN or choice.proposer in offered
+        assert choice.denoising_steps >= 1 if choice.proposer is DIFFUSION else choice.denoising_steps == 0
+
+    policy.reset(offered)
     for stats in history:
         choice = policy.choose()
-        assert 0 <= choice.block_size <= canvas and choice.denoising_steps >= min_steps
+        check(choice)
         assert choice.block_size > 0 or isinstance(policy, Adaptive)  # only Adaptive decodes plainly
         stats = RoundStats(**{**stats.__dict__, "accepted": min(stats.accepted, stats.proposed)})
         policy.observe(stats)
-    choice = policy.choose()
-    assert 0 <= choice.block_size <= canvas and choice.denoising_steps >= min_steps
+    check(policy.choose())
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))
@@ -504,22 +514,22 @@ def test_adaptive_drafts_whole_canvases_for_a_perfect_drafter(verifier):
     assert max(s.block_size for s in result.stats) == CANVAS
 
 
-# -- 0 steps: the context lookup's guess ------------------------------------------------------------
+# -- the n-gram proposer beside the diffusion drafter ------------------------------------------------
 
 
 def lookup_share(choices: list[Choice], start: int) -> float:
     drafting = [c for c in choices[start:] if c.block_size > 0]
-    return sum(c.denoising_steps == 0 for c in drafting) / len(drafting)
+    return sum(is_lookup(c) for c in drafting) / len(drafting)
 
 
 def test_adaptive_copies_the_lookup_when_it_reaches_as_far_for_less():
-    choices = play(Adaptive(), lambda i, c: 6, 200, min_steps=0)
-    assert choices[2] == Choice(16, 0)  # the warm-up measures the lookup
+    choices = play(Adaptive(), lambda i, c: 6, 200, lookup=True)
+    assert choices[2] == Choice.ngram(16)  # the warm-up measures the lookup
     assert lookup_share(choices, 40) > 0.9
 
 
 def test_adaptive_runs_the_model_where_the_lookup_falls_short():
-    choices = play(Adaptive(), lambda i, c: 6 if c.denoising_steps else 0, 200, min_steps=0)
+    choices = play(Adaptive(), lambda i, c: 0 if is_lookup(c) else 6, 200, lookup=True)
     assert lookup_share(choices, 40) < 0.1
     assert all(c.block_size > 0 for c in choices[40:])  # the model still pays: no fall-back
 
@@ -528,31 +538,39 @@ def test_a_lookup_without_a_guess_teaches_that_it_offers_nothing():
     """No guess means nothing proposed, which still counts against the lookup: a policy that took
     it for a plain round would keep the lookup's free-looking prior and choose it forever."""
     # Drafting dear enough that the lookup's untested prior (half its positions reached) beats the model.
-    choices = play(Adaptive(), lambda i, c: 4 if c.denoising_steps else None, 200, min_steps=0,
+    choices = play(Adaptive(), lambda i, c: None if is_lookup(c) else 4, 200, lookup=True,
                    machine=Machine(draft_per_step=0.02))
     assert lookup_share(choices, 40) < 0.1
 
 
-def test_the_lookup_is_offered_only_by_a_drafter_that_has_one():
-    choices = play(Adaptive(), lambda i, c: 6, 100, min_steps=1)
-    assert all(c.denoising_steps >= 1 for c in choices)
-    with pytest.raises(SpecdiffError, match="has no context lookup"):
-        Fixed(4, 0).reset(16, 1)
-    Fixed(4, 0).reset(16, 0)
+def test_the_lookup_is_chosen_only_where_the_decoder_has_one():
+    choices = play(Adaptive(), lambda i, c: 6, 100, lookup=False)
+    assert not any(is_lookup(c) for c in choices)
+    with pytest.raises(SpecdiffError, match="ngram proposer is not among"):
+        Fixed.ngram(4).reset(limits(16))
+    Fixed.ngram(4).reset(limits(16, lookup=True))
     with pytest.raises(SpecdiffError, match="steps_options"):
-        Adaptive(steps_options=(0,)).reset(16, 1)
-    lookup_only = play(Adaptive(steps_options=(0,)), lambda i, c: 3, 30, min_steps=0)
-    assert {c.denoising_steps for c in lookup_only if c.block_size} == {0}
+        Adaptive(steps_options=(0,))
+    lookup_only = Adaptive()
+    lookup_only.reset({NGRAM: 16})
+    seen = set()
+    for i in range(30):
+        choice = lookup_only.choose()
+        seen.add(choice.proposer)
+        k = choice.block_size
+        lookup_only.observe(RoundStats(i, k, 0, 0, k, min(k, 3), min(k, 3) + 1, 1e-4 if k else 0.0, 0.01, 0.0,
+                                       proposer=choice.proposer))
+    assert seen <= {NGRAM, Proposer.PLAIN} and NGRAM in seen
 
 
 def test_a_lookup_block_accepted_whole_doubles_the_next():
     """The lookup's runs are censored by its block as the model's are: a lookup block accepted
     whole doubles the next one (it sends no confidence, so no cut is needed first)."""
     def lookup_blocks(policy) -> list[int]:
-        played = play_with_confidence(policy, lambda i: 1, 60, canvas=64, min_steps=0,
+        played = play_with_confidence(policy, lambda i: 1, 60, canvas=64, lookup=True,
                                       lookup_run=lambda i: 2 if i < 30 else EVERYTHING,
                                       machine=Machine(verify_per_token=0.0003))
-        return [c.block_size for c, _, _ in played[30:] if c.block_size and c.denoising_steps == 0]
+        return [c.block_size for c, _, _ in played[30:] if c.block_size and is_lookup(c)]
 
     escalating = lookup_blocks(Adaptive())
     climb = escalating[: escalating.index(64) + 1]
@@ -564,14 +582,14 @@ def test_model_rounds_teach_how_far_the_lookup_would_have_gone():
     """The lookup's one warm-up round fails; later the text turns repetitive and the lookup's guess
     (reported by every model round) would reach far: Adaptive moves to it without trying it first."""
     def accepted(i: int, choice: Choice) -> int:
-        return 0 if choice.denoising_steps == 0 and i < 10 else (12 if choice.denoising_steps == 0 else 4)
+        return 0 if is_lookup(choice) and i < 10 else (12 if is_lookup(choice) else 4)
 
     machine = Machine(draft_per_step=0.01)
-    told = play(Adaptive(explore_every=1000), accepted, 120, min_steps=0, machine=machine,
-                lookup_reach_for=lambda i: 0 if i < 10 else 12)
+    told = play(Adaptive(explore_every=1000), accepted, 120, lookup=True, machine=machine,
+                side_reach_for=lambda i: 0 if i < 10 else 12)
     assert lookup_share(told, 60) > 0.9
     # Without the report the failed warm-up round is all it knows, and it stays with the model.
-    untold = play(Adaptive(explore_every=1000), accepted, 120, min_steps=0, machine=machine)
+    untold = play(Adaptive(explore_every=1000), accepted, 120, lookup=True, machine=machine)
     assert lookup_share(untold, 60) < 0.1
 
 

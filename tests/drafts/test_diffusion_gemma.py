@@ -7,6 +7,8 @@ import torch
 from helpers import CANVAS, chi2_pvalue
 from specdiff.drafts import DenoisingConfig, DiffusionGemmaDrafter, ProposalMode
 
+from specdiff.protocols import Choice
+
 
 def one_step_reference_logits(drafter, prompt: torch.Tensor, seed: int) -> torch.Tensor:
     """The first step's scheduled logits, recomputed from scratch with the same starting noise.
@@ -21,8 +23,8 @@ def one_step_reference_logits(drafter, prompt: torch.Tensor, seed: int) -> torch
     canvas = torch.randint(0, drafter.vocab_size, (1, CANVAS), generator=gen)  # the session's first draw
     cache = DynamicCache(config=model.config.get_text_config(decoder=True))
     with torch.no_grad():
-        encoded = model.model.encoder(input_ids=prompt, past_key_values=cache, use_cache=True)
-        logits = model(decoder_input_ids=canvas, past_key_values=cache).logits  # [1, C, V]
+        encoded = model.model.encoder(input_ids=prompt, cache=cache, use_cache=True)
+        logits = model(decoder_input_ids=canvas, cache=cache).logits  # [1, C, V]
         if drafter.encoder_first_token:
             cap = model.config.text_config.final_logit_softcapping
             first = torch.tanh(model.lm_head(encoded.last_hidden_state[:, -1:]) / cap) * cap  # [1, 1, V]
@@ -35,7 +37,7 @@ def one_step_reference_logits(drafter, prompt: torch.Tensor, seed: int) -> torch
 def test_one_step_probs_are_the_schedule_distribution(drafter, mode, encoder_first_token):
     engine = DiffusionGemmaDrafter(drafter.model, proposal_mode=mode, encoder_first_token=encoder_first_token)
     prompt = torch.tensor([[4, 8, 15, 16, 23, 42]])
-    draft = engine.session(prompt).propose(prompt[:, :0], 5, 1, torch.Generator().manual_seed(3))
+    draft = engine.session(prompt).propose(prompt[:, :0], Choice.diffusion(5, 1), torch.Generator().manual_seed(3))
     reference = one_step_reference_logits(engine, prompt, seed=3)[:, :5]
     assert draft.tokens.shape == (1, 5) and draft.distribution(engine.vocab_size).shape == (1, 5, engine.vocab_size)
     if mode.resolved(greedy=True) is ProposalMode.ARGMAX:  # the session serves a greedy decode
@@ -58,8 +60,8 @@ def test_encoder_first_token_survives_a_call_with_nothing_new(drafter):
     engine = DiffusionGemmaDrafter(drafter.model, proposal_mode=ProposalMode.RESAMPLE)
     prompt = torch.tensor([[4, 8, 15, 16, 23, 42]])
     session = engine.session(prompt)
-    first = session.propose(prompt[:, :0], 3, 1, torch.Generator().manual_seed(0))
-    again = session.propose(prompt[:, :0], 3, 1, torch.Generator().manual_seed(1))
+    first = session.propose(prompt[:, :0], Choice.diffusion(3, 1), torch.Generator().manual_seed(0))
+    again = session.propose(prompt[:, :0], Choice.diffusion(3, 1), torch.Generator().manual_seed(1))
     assert session.cache.get_seq_length() == prompt.shape[1]
     torch.testing.assert_close(again.probs[:, 0], first.probs[:, 0])
     assert not torch.allclose(again.probs[:, 1], first.probs[:, 1])  # the decoder's rows saw new noise
@@ -73,7 +75,8 @@ def test_resampled_tokens_follow_their_returned_probs(drafter):
     counts = torch.zeros(engine.vocab_size)
     expected = torch.zeros(engine.vocab_size)
     for seed in range(400):
-        draft = engine.session(prompt).propose(prompt[:, :0], 1, 3, torch.Generator().manual_seed(seed))
+        generator = torch.Generator().manual_seed(seed)
+        draft = engine.session(prompt).propose(prompt[:, :0], Choice.diffusion(1, 3), generator)
         counts[draft.tokens[0, 0]] += 1
         expected += draft.probs[0, 0]
     top = expected.argsort(descending=True)[:8]  # pool the tail so expected counts stay large
@@ -86,32 +89,32 @@ def test_session_encodes_only_new_tokens(drafter):
     prompt = torch.tensor([[3, 4, 5, 6]])
     session = drafter.session(prompt)
     gen = torch.Generator().manual_seed(0)
-    session.propose(prompt[:, :0], 4, 2, gen)
+    session.propose(prompt[:, :0], Choice.diffusion(4, 2), gen)
     assert session.encoded_length == 4 and session.cache.get_seq_length() == 4
-    session.propose(torch.tensor([[9, 10]]), 4, 1, gen)
+    session.propose(torch.tensor([[9, 10]]), Choice.diffusion(4, 1), gen)
     assert session.encoded_length == 6 and session.cache.get_seq_length() == 6
 
 
 def test_recycled_canvas_starts_from_the_shifted_tail(drafter):
     session = drafter.session(torch.tensor([[3, 4, 5]]))
     gen = torch.Generator().manual_seed(0)
-    session.propose(torch.empty((1, 0), dtype=torch.long), 4, 1, gen, recycle_canvas=True)
+    session.propose(torch.empty((1, 0), dtype=torch.long), Choice.diffusion(4, 1, True), gen)
     previous = session.last_canvas.clone()
     assert previous.shape == (1, CANVAS)  # recycling keeps the whole canvas, not only the block
-    start = session._starting_canvas(1, 3, True, gen)
+    start, _ = session._starting_canvas(1, 3, True, gen)
     assert torch.equal(start[:, : CANVAS - 3], previous[:, 3:])
-    assert not torch.equal(session._starting_canvas(1, 3, False, gen)[:, : CANVAS - 3], previous[:, 3:])
-    session.propose(torch.tensor([[7]]), 4, 1, gen)  # without recycling only the block is kept...
+    assert not torch.equal(session._starting_canvas(1, 3, False, gen)[0][:, : CANVAS - 3], previous[:, 3:])
+    session.propose(torch.tensor([[7]]), Choice.diffusion(4, 1), gen)  # without recycling only the block is kept...
     assert session.last_canvas.shape == (1, 4)
-    assert session._starting_canvas(1, 1, True, gen).shape == (1, CANVAS)  # ...and noise fills the rest
+    assert session._starting_canvas(1, 1, True, gen)[0].shape == (1, CANVAS)  # ...and noise fills the rest
 
 
 def test_early_stop_uses_fewer_steps_when_confident(drafter):
     # A huge confidence threshold makes the stable-and-confident stop fire after the stability window.
     engine = DiffusionGemmaDrafter(drafter.model, denoising=DenoisingConfig(confidence_threshold=1e9,
                                                                             stability_threshold=0))
-    draft = engine.session(torch.tensor([[1, 2]])).propose(torch.empty((1, 0), dtype=torch.long), 3, 8,
-                                                          torch.Generator().manual_seed(0))
+    draft = engine.session(torch.tensor([[1, 2]])).propose(torch.empty((1, 0), dtype=torch.long),
+                                                          Choice.diffusion(3, 8), torch.Generator().manual_seed(0))
     assert draft.denoising_steps_used == 1
 
 
@@ -143,6 +146,7 @@ def test_auto_mode_proposes_argmax_for_greedy_and_resamples_for_sampling(drafter
         def __init__(self, inner):
             self.inner, self.flags = inner, []
             self.canvas_length, self.vocab_size, self.tokenizer = inner.canvas_length, inner.vocab_size, None
+            self.kind, self.max_block_size = inner.kind, inner.max_block_size
 
         def session(self, prompt_ids, greedy=True):
             self.flags.append(greedy)

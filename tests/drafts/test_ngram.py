@@ -1,4 +1,5 @@
-"""Context-seeded canvases: the lookup, the drafter's starting canvas, and the training objective."""
+"""The n-gram proposer and context-seeded canvases: the lookup, the drafter's starting canvas, the
+n-gram engine, the side report, and the training objective."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import torch
 from helpers import CANVAS, reference_greedy
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from specdiff.drafts import DiffusionGemmaDrafter, ProposalMode
-from specdiff.drafts.context import ContextSeed, context_continuation
+from specdiff.drafts import DiffusionGemmaDrafter, NgramLookup, ProposalMode
+from specdiff.drafts.ngram import ContextSeed, context_continuation
 
 from specdiff import SpeculativeDecoder
+from specdiff.protocols import Choice, Proposer
 
 
 def brute_force_continuation(history: list[int], length: int, seed: ContextSeed) -> list[int]:
@@ -68,14 +70,16 @@ def test_starting_canvas_holds_the_guess_over_the_same_noise(drafter):
     prompt = torch.tensor([[9, 4, 5, 6, 7, 4, 5]])
     seeded = seeded_engine(drafter).session(prompt)
     plain = drafter.session(prompt)
-    start = seeded._starting_canvas(1, 0, False, torch.Generator().manual_seed(4))
-    noise = plain._starting_canvas(1, 0, False, torch.Generator().manual_seed(4))
+    start, side = seeded._starting_canvas(1, 0, False, torch.Generator().manual_seed(4))
+    noise, none = plain._starting_canvas(1, 0, False, torch.Generator().manual_seed(4))
     guess = context_continuation(prompt[0], CANVAS)
     assert guess.numel() == CANVAS
     assert torch.equal(start[0], guess)
-    seeded.propose(torch.tensor([[11, 12]]), 3, 1, torch.Generator())  # 12 has never occurred: no guess
+    assert none is None and side.proposer is Proposer.NGRAM and torch.equal(side.tokens[0], guess)
+    seeded.propose(torch.tensor([[11, 12]]), Choice.diffusion(3, 1), torch.Generator())  # 12 never occurred
     assert seeded.history.tolist() == [[9, 4, 5, 6, 7, 4, 5, 11, 12]]
-    assert torch.equal(seeded._starting_canvas(1, 0, False, torch.Generator().manual_seed(4)), noise)
+    again, side = seeded._starting_canvas(1, 0, False, torch.Generator().manual_seed(4))
+    assert torch.equal(again, noise) and side.tokens[0].numel() == 0  # no guess: pure noise
 
 
 @pytest.mark.parametrize("mode", [ProposalMode.ARGMAX, ProposalMode.RESAMPLE])
@@ -85,15 +89,15 @@ def test_seeded_draft_distribution_is_the_model_on_the_seeded_canvas(drafter, mo
     engine = seeded_engine(drafter, mode)
     engine.encoder_first_token = False  # every row the decoder's: the canvas is what is under test
     prompt = torch.tensor([[9, 4, 5, 6, 7, 4, 5]])
-    draft = engine.session(prompt).propose(prompt[:, :0], 5, 1, torch.Generator().manual_seed(2))
+    draft = engine.session(prompt).propose(prompt[:, :0], Choice.diffusion(5, 1), torch.Generator().manual_seed(2))
     from transformers import DynamicCache
 
     model = drafter.model
     canvas = context_continuation(prompt[0], CANVAS)[None]
     cache = DynamicCache(config=model.config.get_text_config(decoder=True))
     with torch.no_grad():
-        model.model.encoder(input_ids=prompt, past_key_values=cache, use_cache=True)
-        logits = model(decoder_input_ids=canvas, past_key_values=cache).logits[:, :5] / engine.denoising.t_max
+        model.model.encoder(input_ids=prompt, cache=cache, use_cache=True)
+        logits = model(decoder_input_ids=canvas, cache=cache).logits[:, :5] / engine.denoising.t_max
     if mode is ProposalMode.ARGMAX:
         assert torch.equal(draft.tokens, logits.argmax(-1))
     else:
@@ -126,7 +130,7 @@ def test_seed_canvases_replaces_chosen_canvases_with_the_guess():
 
 
 def test_drafter_follows_the_checkpoint_unless_told(tiny_dirs, tmp_path):
-    from specdiff.drafts.context import CONFIG_KEY
+    from specdiff.drafts.ngram import CONFIG_KEY
 
     plain = DiffusionGemmaDrafter.from_pretrained(tiny_dirs[1])
     assert plain.context_seed is None  # not trained for seeded canvases: pure noise
@@ -137,69 +141,62 @@ def test_drafter_follows_the_checkpoint_unless_told(tiny_dirs, tmp_path):
     assert DiffusionGemmaDrafter(plain.model, context_seed=True).context_seed == ContextSeed()
 
 
-# -- 0 denoising steps: the lookup's guess proposed as it is ---------------------------------------
+# -- the n-gram proposer: the lookup's guess proposed as it is ----------------------------------------
 
 
-@pytest.fixture
-def seeded_drafter(drafter):
-    return seeded_engine(drafter)
+def lookup_engine(verifier) -> NgramLookup:
+    return NgramLookup(verifier.vocab_size, ContextSeed(), max_block_size=CANVAS)
 
 
-def test_zero_steps_needs_a_lookup(drafter, seeded_drafter):
-    assert drafter.min_denoising_steps == 1 and seeded_drafter.min_denoising_steps == 0
-
-
-def test_a_zero_step_draft_is_the_lookup_guess_and_runs_no_model(seeded_drafter, monkeypatch):
+def test_an_ngram_draft_is_the_lookup_guess_and_one_hot(verifier):
     prompt = torch.tensor([[9, 4, 5, 6, 7, 4, 5]])
-    session = seeded_drafter.session(prompt)
-    calls = []
-    monkeypatch.setattr(seeded_drafter.model.model, "forward", lambda *a, **k: calls.append(1))
-    draft = session.propose(torch.tensor([[6]]), 5, 0, torch.Generator())
+    session = lookup_engine(verifier).session(prompt)
+    draft = session.propose(torch.tensor([[6]]), Choice.ngram(5), torch.Generator())
     history = [9, 4, 5, 6, 7, 4, 5, 6]
     assert draft.tokens.tolist() == [brute_force_continuation(history, 5, ContextSeed())]
     assert draft.denoising_steps_used == 0 and draft.probs is None and draft.confidence() is None
     assert draft.distribution(10).sum(-1).eq(1).all()  # one-hot: what the acceptance test reads
-    assert calls == []  # no model call
     # The context holds no earlier 12: no guess, nothing proposed.
-    assert session.propose(torch.tensor([[12]]), 5, 0, torch.Generator()).tokens.shape == (1, 0)
+    assert session.propose(torch.tensor([[12]]), Choice.ngram(5), torch.Generator()).tokens.shape == (1, 0)
     assert session.history.tolist() == [history + [12]]
 
 
-def test_a_model_round_after_lookup_rounds_encodes_what_they_committed(seeded_drafter):
-    """The tokens committed by 0-step rounds wait in the session; the next model round encodes them
-    all and drafts exactly what a session fed them in one go drafts."""
+def test_a_model_round_after_lookup_rounds_encodes_what_they_committed(drafter, verifier):
+    """While the n-gram proposer drafts, the diffusion session is not called; its next round
+    encodes every token committed meanwhile and drafts exactly what a session fed them at once drafts."""
     prompt = torch.tensor([[9, 4, 5, 6, 7, 4, 5]])
-    stepped = seeded_drafter.session(prompt)
-    stepped.propose(prompt[:, :0], 4, 0, torch.Generator())
-    stepped.propose(torch.tensor([[6, 7]]), 4, 0, torch.Generator())
-    late = stepped.propose(torch.tensor([[4, 5, 6]]), 4, 1, torch.Generator().manual_seed(3))
-    direct = seeded_drafter.session(prompt).propose(torch.tensor([[6, 7, 4, 5, 6]]), 4, 1,
-                                                    torch.Generator().manual_seed(3))
+    seeded = seeded_engine(drafter)
+    stepped = seeded.session(prompt)
+    first = stepped.propose(prompt[:, :0], Choice.diffusion(4, 1), torch.Generator().manual_seed(2))
+    late = stepped.propose(torch.tensor([[6, 7, 4, 5, 6]]), Choice.diffusion(4, 1), torch.Generator().manual_seed(3))
+    direct = seeded.session(torch.tensor([[9, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6]])).propose(
+        prompt[:, :0], Choice.diffusion(4, 1), torch.Generator().manual_seed(3))
+    assert first.tokens.shape == (1, 4)
     assert torch.equal(late.tokens, direct.tokens)
     assert torch.allclose(late.scores, direct.scores, atol=1e-5)
 
 
 @pytest.mark.parametrize("controller", ["lookup", "adaptive"])
-def test_greedy_equals_generate_with_lookup_drafts(seeded_drafter, verifier, controller):
-    from specdiff.controller import Adaptive, Fixed
+def test_greedy_equals_generate_with_lookup_drafts(drafter, verifier, controller):
+    from specdiff.controllers import Adaptive, Fixed
 
-    policy = Fixed(6, 0) if controller == "lookup" else Adaptive()
-    decoder = SpeculativeDecoder(seeded_drafter, verifier, controller=policy)
+    policy = Fixed.ngram(6) if controller == "lookup" else Adaptive()
+    decoder = SpeculativeDecoder([seeded_engine(drafter), lookup_engine(verifier)], verifier, controller=policy)
     for prompt in ([5, 9, 12, 30, 5, 9, 12, 30, 5, 9], [40, 41, 42, 43]):  # the second: no guess at first
         result = decoder.generate(prompt, max_new_tokens=48, seed=0, eos_token_id=[])
         assert result.token_ids == reference_greedy(verifier, prompt, 48)
-        lookups = [s for s in result.stats if s.denoising_steps == 0 and s.block_size > 0]
+        lookups = [s for s in result.stats if s.proposer is Proposer.NGRAM]
         assert lookups, "no round drafted from the lookup"
         assert all(s.denoising_steps_used == 0 for s in lookups)
-    first = decoder.generate([40, 41, 42, 43], max_new_tokens=4, block_size=6, denoising_steps=0).stats[0]
+    first = decoder.generate([40, 41, 42, 43], max_new_tokens=4, block_size=6, proposer="ngram").stats[0]
     assert (first.block_size, first.proposed, first.committed) == (3, 0, 1)  # no guess: a plain step
 
 
 def test_model_rounds_report_how_far_the_lookup_guess_went():
     """On the pocket pair (its verifier repeats itself, so guesses do come true), every model
-    round's ``lookup_reach`` equals the brute-force lookup's guess scored against what it committed."""
-    from specdiff.controller import Fixed
-    from specdiff.embedded import load_pocket
+    round's ``side_reach`` equals the brute-force lookup's guess scored against what it committed."""
+    from specdiff.controllers import Fixed
+    from specdiff.loaders import load_pocket
 
     decoder = load_pocket()
     decoder.controller = Fixed(8, 1)
@@ -211,13 +208,13 @@ def test_model_rounds_report_how_far_the_lookup_guess_went():
         committed = result.token_ids[start : start + stats.committed]
         guess = brute_force_continuation(prompt + result.token_ids[:start], decoder.drafter.canvas_length, seed)
         matched = [g == c for g, c in zip(guess, committed, strict=False)] + [False]
-        got.append(stats.lookup_reach)
+        got.append(stats.side_reach)
         want.append(matched.index(False) if stats.block_size else -1)
     assert got == want and max(got) > 1
 
 
-def test_zero_steps_without_a_lookup_is_refused_early(decoder):
+def test_the_ngram_proposer_without_a_lookup_engine_is_refused_early(decoder):
     from specdiff import SpecdiffError
 
-    with pytest.raises(SpecdiffError, match="has no context lookup"):
-        decoder.stream([5, 6, 7], max_new_tokens=8, denoising_steps=0)
+    with pytest.raises(SpecdiffError, match="ngram proposer is not among"):
+        decoder.stream([5, 6, 7], max_new_tokens=8, proposer="ngram")

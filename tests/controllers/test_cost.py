@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from specdiff.cost import MIN_SECONDS, CostModel, KnotFit, LinearFit, PlaneFit, isotonic
+from specdiff.controllers.cost import MIN_SECONDS, CostModel, KnotFit, LinearFit, PlaneFit, isotonic
 from specdiff.metrics import RoundStats
+from specdiff.protocols import Proposer
 
 LONG_MEMORY = 1e9  # forgets nothing: the fit is plain least squares
 
@@ -23,7 +24,8 @@ def fit_points(fit: LinearFit, points: list[tuple[float, float]]) -> LinearFit:
 
 def round_stats(proposed: int, draft_s: float, verify_s: float, other_s: float = 0.0, steps_used: int = 1):
     steps = steps_used if proposed else 0
-    return RoundStats(0, proposed, steps, steps, proposed, 0, 1, draft_s, verify_s, other_s)
+    proposer = Proposer.DIFFUSION if proposed else Proposer.PLAIN
+    return RoundStats(0, proposed, steps, steps, proposed, 0, 1, draft_s, verify_s, other_s, proposer=proposer)
 
 
 def test_fit_recovers_a_line():
@@ -66,8 +68,8 @@ def test_cost_model_splits_draft_and_verify():
     model = model.updated(round_stats(16, draft_s=0.005, verify_s=0.010, other_s=0.002))
     model = model.updated(round_stats(0, draft_s=0.0, verify_s=0.006, other_s=0.001))  # plain round
     assert model.draft.predict(1, 16) == pytest.approx(0.005)
-    assert model.round_s(0, 0) == pytest.approx(0.007, rel=0.05)  # plain: scores 1 token, no draft
-    assert model.round_s(16, 2) == pytest.approx(0.010 + 0.012, rel=0.05)
+    assert model.round_s(Proposer.PLAIN, 0) == pytest.approx(0.007, rel=0.05)  # plain: scores 1 token, no draft
+    assert model.round_s(Proposer.DIFFUSION, 16, 2) == pytest.approx(0.010 + 0.012, rel=0.05)
 
 
 @given(st.lists(st.tuples(st.integers(0, 300), st.floats(0, 10)), max_size=40), st.integers(0, 300))
@@ -171,17 +173,18 @@ def test_plane_prediction_is_finite_and_positive(points, x, w):
 
 
 def test_lookup_rounds_teach_their_own_fit_and_not_the_drafts():
-    """A 0-step round ran no model: its seconds go to the lookup's fit, never the steps plane,
+    """An n-gram round ran no model: its seconds go to the lookup's fit, never the steps plane,
     whose intercept would otherwise sink toward zero and make every model round look cheap."""
     model = CostModel()
     for block in (4, 16, 4, 16):
         model = model.updated(RoundStats(0, block, 1, 1, block, 0, 1, 0.010 + 0.0001 * block, 0.02, 0.0))
-        model = model.updated(RoundStats(0, block, 0, 0, block, 0, 1, 0.0003, 0.02, 0.0))
-    model = model.updated(RoundStats(0, 8, 0, 0, 0, 0, 1, 0.0003, 0.018, 0.0))  # a lookup without a guess
+        model = model.updated(RoundStats(0, block, 0, 0, block, 0, 1, 0.0003, 0.02, 0.0, proposer=Proposer.NGRAM))
+    # a lookup without a guess
+    model = model.updated(RoundStats(0, 8, 0, 0, 0, 0, 1, 0.0003, 0.018, 0.0, proposer=Proposer.NGRAM))
     assert model.lookup.predict(8) == pytest.approx(0.0003, rel=1e-6)
     assert model.draft.predict(1, 8) == pytest.approx(0.0108, rel=0.05)
-    many = model.draft_many(np.array([[0], [1]]), np.array([8, 16]))  # [2, 2]: steps x blocks
+    many = model.draft_many(np.array([[0], [1]]), np.array([8, 16]), np.array([[True], [False]]))  # [2, 2]
     assert many[0].tolist() == pytest.approx([0.0003, 0.0003], rel=1e-6)
     assert many[1].tolist() == pytest.approx([model.draft.predict(1, 8), model.draft.predict(1, 16)])
-    assert model.round_s(8, 0) == pytest.approx(0.0003 + model.verify.predict(9))
-    assert model.round_s(8, 1) == pytest.approx(model.draft.predict(1, 8) + model.verify.predict(9))
+    assert model.round_s(Proposer.NGRAM, 8) == pytest.approx(0.0003 + model.verify.predict(9))
+    assert model.round_s(Proposer.DIFFUSION, 8, 1) == pytest.approx(model.draft.predict(1, 8) + model.verify.predict(9))

@@ -1,0 +1,130 @@
+"""The n-gram context lookup: a proposer that copies the continuation from earlier in the text.
+
+Text repeats itself (identifiers, call patterns, and, from a small verifier, whole loops), and a
+verifier's greedy continuation often copies what followed an earlier occurrence of the last few
+tokens. ``context_continuation`` finds the most recent earlier occurrence of the context's last
+``n`` tokens (longest ``n`` first) and returns what followed it. ``NgramLookup`` proposes that
+guess as a draft: no model runs, and the guess is a deterministic function of the committed
+tokens, so its distribution is one-hot and the acceptance test stays exact under sampling. Where
+the context holds no earlier occurrence of its last tokens there is no guess, and the round
+proposes nothing (the decoder then runs a plain verifier step).
+
+The diffusion drafter can also start its canvas from the same guess
+(``DiffusionGemmaDrafter(context_seed=...)``), and then reports it as a side report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from specdiff.errors import SpecdiffError
+from specdiff.protocols import Choice, Draft, Proposer
+
+# The model-config key under which a drafter trained for seeded canvases records its lookup (the
+# generation config would be the natural home, but DiffusionGemma's refuses unknown keys on load).
+CONFIG_KEY = "specdiff_context_seed"
+
+
+@dataclass(frozen=True)
+class ContextSeed:
+    """Which n-grams a lookup matches: the last ``max_ngram`` tokens first, down to ``min_ngram``."""
+
+    min_ngram: int = 1
+    max_ngram: int = 3
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_ngram <= self.max_ngram:
+            raise ValueError(f"need 1 <= min_ngram <= max_ngram, got {self.min_ngram}, {self.max_ngram}")
+
+    @classmethod
+    def from_config(cls, config: Any) -> ContextSeed | None:
+        """The lookup a checkpoint was trained with (``CONFIG_KEY`` of its config), None if it was not."""
+        recorded = getattr(config, CONFIG_KEY, None)
+        return None if recorded is None else cls(**recorded)
+
+    @classmethod
+    def resolve(cls, setting: ContextSeed | bool | None, config: Any) -> ContextSeed | None:
+        """A drafter's lookup: None follows the checkpoint's config, True the default lookup, False none."""
+        if setting is None:
+            return cls.from_config(config)
+        if isinstance(setting, bool):
+            return cls() if setting else None
+        return setting
+
+
+def context_continuation(history: torch.Tensor, length: int, seed: ContextSeed = ContextSeed()) -> torch.Tensor:
+    """What followed the most recent earlier occurrence of the history's last n tokens.
+
+    Args:
+        history: ``[T]`` token ids, oldest first.
+        length: tokens wanted.
+        seed: the n-gram sizes to try, longest first.
+
+    Returns:
+        ``[length]`` ids, or ``[0]`` when no n-gram in range recurs. When the match ends ``p``
+        tokens before the end of the history, the copy runs past the end by repeating those ``p``
+        tokens: continuing a copy of a loop of period ``p`` is the loop itself.
+    """
+    total = history.shape[0]
+    for n in range(seed.max_ngram, seed.min_ngram - 1, -1):
+        if total <= n:
+            continue
+        windows = history[: total - 1].unfold(0, n, 1)  # [T - n, n]: every n-gram ending before the last token
+        hits = (windows == history[total - n :]).all(dim=1).nonzero()
+        if hits.numel() == 0:
+            continue
+        end = int(hits[-1]) + n  # first token after the most recent match, < T
+        period = total - end
+        return history[end + torch.arange(length, device=history.device) % period]
+    return history[:0]
+
+
+class NgramLookup:
+    """The context lookup as a draft engine (``specdiff.protocols.DraftEngine``).
+
+    Args:
+        vocab_size: the verifier's vocabulary (the lookup copies ids, so any tokenizer fits).
+        seed: the n-gram sizes matched.
+        max_block_size: the largest block a round may ask for.
+        tokenizer: optional; the decoder's for string prompts when no other is given.
+    """
+
+    kind = Proposer.NGRAM
+
+    def __init__(self, vocab_size: int, seed: ContextSeed = ContextSeed(), max_block_size: int = 64,
+                 tokenizer: Any | None = None) -> None:
+        if max_block_size < 1:
+            raise SpecdiffError(f"max_block_size must be >= 1 (got {max_block_size})")
+        self.vocab_size = int(vocab_size)
+        self.seed = seed
+        self.max_block_size = int(max_block_size)
+        self.tokenizer = tokenizer
+
+    def session(self, prompt_ids: torch.Tensor, greedy: bool = True) -> NgramSession:
+        del greedy  # the guess is deterministic either way
+        return NgramSession(self, prompt_ids)
+
+
+class NgramSession:
+    """One generation's lookup state: every committed token, per row."""
+
+    def __init__(self, lookup: NgramLookup, prompt_ids: torch.Tensor) -> None:
+        assert prompt_ids.dim() == 2 and prompt_ids.shape[1] >= 1, "prompt_ids must be [B, T] with T >= 1"
+        self.lookup = lookup
+        self.history = prompt_ids  # [B, T]
+
+    def propose(self, new_tokens: torch.Tensor, choice: Choice, generator: torch.Generator) -> Draft:
+        """The lookup's guess at the next ``choice.block_size`` tokens: a one-hot draft without
+        confidence, ``[B, K]``, or ``[B, 0]`` when a row has no guess."""
+        del generator  # nothing random
+        block_size = choice.block_size
+        assert 1 <= block_size <= self.lookup.max_block_size, f"block_size {block_size} outside 1..max"
+        if new_tokens.shape[1]:
+            self.history = torch.cat([self.history, new_tokens.to(self.history.device)], dim=1)
+        guesses = [context_continuation(row, block_size, self.lookup.seed) for row in self.history]
+        if min(guess.shape[0] for guess in guesses) == 0:
+            return Draft(tokens=self.history[:, :0], probs=None)
+        return Draft(tokens=torch.stack(guesses), probs=None)

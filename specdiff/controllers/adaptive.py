@@ -1,0 +1,391 @@
+"""``Adaptive``: the decoder's default policy, expected committed tokens per second learnt online.
+
+Per decision it predicts, for every drafting setting (the n-gram lookup; the diffusion drafter at
+each denoising-steps option) and block size K on ``block_grid``, the expected committed tokens
+(``specdiff.controllers.reach``) over the predicted seconds (``specdiff.controllers.cost``), and
+compares the best with plain decoding. Its mechanisms, and why each is there:
+
+- Regimes: acceptance comes in stretches (a loop, a passage the context already holds), so the
+  counts and the current choice are kept per regime (``regime_of``: the last drafted round's
+  accepted count bucket, and whether it accepted its whole block); a rare regime borrows from the
+  pooled estimates until it has data.
+- Warm-up: the first rounds follow a fixed schedule (the fewest steps twice, the lookup or a second
+  step count, a small block, a plain round) so both cost fits have slope and intercept.
+- Exploration: every ``explore_every`` rounds a neighbour of the current choice runs once, in a
+  fixed rotation; the policy has no randomness and never touches the decode generator.
+- Hysteresis: a choice changes only when the best beats it by ``hysteresis``.
+- Side reports: a diffusion round reports how far the lookup's guess (its canvas seed) went, which
+  counts as lookup evidence, so a few early failed lookup rounds do not keep the policy off it.
+- Escalation: a block accepted whole (uncut) doubles the next; how far its run went is censored.
+- Fall-back and probes: when nothing beats plain decoding, rounds run plain; a probe drafts after
+  ``probe_after`` plain rounds, and each failed probe doubles the wait.
+- The cut (``cut_on_confidence``): only the leading tokens of a drafted block worth verifying are
+  verified, by the drafter's calibrated confidence (``specdiff.controllers.cut``).
+- ``decide_every``: the choice is re-weighed every few rounds (at once on entering a regime or
+  after a probe), since weighing is most of the policy's own compute.
+
+Later generations on the same decoder start from what earlier ones learnt: the cost fits, and the
+acceptance counts faded. The README's "Controllers" section has the measured ablation of each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from specdiff.controllers.base import Limits, canvas_of
+from specdiff.controllers.cost import CostModel
+from specdiff.controllers.cut import Calibration, best_cut
+from specdiff.controllers.reach import ReachCounts, block_grid, regime_of
+from specdiff.errors import SpecdiffError
+from specdiff.metrics import RoundStats
+from specdiff.protocols import PLAIN, Choice, Proposer
+
+
+@dataclass
+class Adaptive:
+    """Picks the proposer, block size, denoising steps and canvas recycling that maximise expected
+    committed tokens per second; falls back to plain decoding when nothing beats it (see the
+    module docstring for each setting's mechanism)."""
+
+    start_block_size: int = 16
+    # The diffusion drafter's step counts to weigh (the n-gram lookup is weighed whenever present).
+    steps_options: tuple[int, ...] = (1, 2, 4, 8)
+    # Recycling lowered acceptance on the pocket pair, so it is off unless asked for.
+    recycle_options: tuple[bool, ...] = (False,)
+    explore_every: int = 32
+    hysteresis: float = 0.1
+    probe_after: int = 8
+    max_probe_after: int = 64
+    memory: float = 16.0
+    prior_acceptance: float = 0.5
+    prior_strength: float = 2.0
+    regime_edges: tuple[int, ...] = (16,)  # (): no buckets (the whole-block flag still splits)
+    cut_on_confidence: bool = True
+    # Calibration is a property of the drafter and the verifier, not of the prompt: a long memory, in rounds.
+    calibration_memory: float = 256.0
+    escalate: bool = True
+    decide_every: int = 4
+
+    def __post_init__(self) -> None:
+        if not self.steps_options or min(self.steps_options) < 1:
+            raise SpecdiffError(
+                f"steps_options must be non-empty, each >= 1 (got {self.steps_options}); the n-gram "
+                "lookup is weighed as its own proposer, not as 0 steps"
+            )
+        if not self.recycle_options:
+            raise SpecdiffError("recycle_options must name at least one of False, True")
+        if self.start_block_size < 1 or self.explore_every < 2:
+            raise SpecdiffError("Adaptive needs start_block_size >= 1 and explore_every >= 2")
+        if not 1 <= self.probe_after <= self.max_probe_after:
+            raise SpecdiffError("Adaptive needs 1 <= probe_after <= max_probe_after")
+        if list(self.regime_edges) != sorted(set(self.regime_edges)) or min(self.regime_edges, default=1) < 1:
+            raise SpecdiffError(f"regime_edges must be ascending distinct counts >= 1 (got {self.regime_edges})")
+        if self.decide_every < 1:
+            raise SpecdiffError(f"decide_every must be >= 1 round (got {self.decide_every})")
+        if self.calibration_memory < 1:
+            raise SpecdiffError(f"calibration_memory must be >= 1 round (got {self.calibration_memory})")
+        # Regimes: one per bucket of the last drafted round's accepted count and whole-block flag
+        # (``regime_of``), and one for a generation's start (nothing drafted yet), the last index.
+        self.regimes = 2 * (len(self.regime_edges) + 1) + 1
+        self.fresh = self.regimes - 1
+        self.limits: dict[Proposer, int] = {}
+        self.settings: list[tuple[Proposer, int, bool]] = []  # set by reset: it depends on the proposers
+        self.cost = CostModel()
+        self.warmed_up = False
+
+    # -- the protocol ------------------------------------------------------------------------------
+
+    def reset(self, limits: Limits) -> None:
+        available = {p: k for p, k in limits.items() if p is not Proposer.PLAIN}
+        canvas_of(available)
+        if available != self.limits or not self.warmed_up:
+            self._learn_afresh(available)
+        else:
+            # The same proposers again: the costs carry over, and so do the acceptance counts, faded
+            # as if ``memory`` rounds had passed, a prior that the new prompt's rounds soon outweigh.
+            self.counts.fade((1.0 - 1.0 / self.memory) ** self.memory)
+            self.warmup = []
+        self.rounds_seen = 0
+        self.since_decision = 0  # rounds since the current regime's choice was last weighed
+        self.regime = self.fresh
+        self.drafted_last = False  # the first draft encodes the prompt: keep it out of the cost fit
+        self.probing = False
+        self.binding = 0
+        self.probe_interval = self.probe_after
+        # A new prompt is a natural time to probe: plain decoding left over from the last one
+        # starts with a probe round.
+        self.plain_streak = self.probe_interval
+        self.explore_turn = 0
+        self.last_confidence: np.ndarray | None = None  # [K]: the confidence the last cut saw, whole block
+        if self.warmed_up:
+            # Only the start of a generation is in the fresh regime, so its choice is made here, from
+            # the first rounds of earlier generations and (through the shrinkage) everything else.
+            self.current = self._best(*self._expected_tokens())[0]
+
+    def choose(self) -> Choice:
+        if self.rounds_seen < len(self.warmup):
+            return self.warmup[self.rounds_seen]
+        if self.current.proposer is Proposer.PLAIN:
+            if self.plain_streak < self.probe_interval:
+                return PLAIN
+            # A probe is a measurement: it drafts at least the starting block, so that one fully
+            # accepted round can show that drafting pays again.
+            self.probing = True
+            best = self._best(*self._expected_tokens())[0]
+            return replace(best, block_size=max(best.block_size, min(self.start_block_size, self.limit_of(best))))
+        if (self.rounds_seen - len(self.warmup)) % self.explore_every == self.explore_every - 1:
+            return self._neighbour()
+        lookup = self.current.proposer is Proposer.NGRAM
+        if self.escalate and self.binding and (lookup or self._cutting()):
+            # The last round's whole block was accepted, so its run went on past the block: how
+            # far is censored, and only a longer block can tell.
+            return replace(self.current, block_size=max(self.current.block_size,
+                                                        min(2 * self.binding, self.limit_of(self.current))))
+        return self.current
+
+    def cut(self, confidence: np.ndarray, denoising_steps_used: int) -> int:
+        """How many leading tokens of a drafted block to verify (``best_cut``), from the drafter's
+        confidence ``[K]`` in each position; the whole block when this round is not cut."""
+        kept = len(confidence)
+        # Warm-up and probe rounds are measurements: kept whole.
+        if self.cut_on_confidence and self.rounds_seen >= len(self.warmup) and not self.probing:
+            verify_s = self.cost.verify.predict_many(np.arange(1, kept + 2))  # [K + 1]: k + 1 tokens scored
+            kept = best_cut(self.calibration.accept(confidence), self.cost.draft.predict(denoising_steps_used, kept),
+                            verify_s)
+        self.last_confidence = confidence  # the whole block's: observe judges the kept part, imputes the rest
+        return kept
+
+    def observe(self, stats: RoundStats) -> None:
+        # A round from a proposer this policy does not weigh (one the decoder lacks) teaches only costs.
+        drafted = stats.proposer is not Proposer.PLAIN and stats.proposer in self.limits
+        self.cost = self.cost.updated(stats, teach_draft=self.drafted_last)
+        # Only a model round encodes the committed tokens: after any other, the next model round
+        # also encodes what was committed meanwhile, so its seconds stay out of the fit.
+        self.drafted_last = stats.denoising_steps_used > 0
+        self.counts.fade(1.0 - 1.0 / self.memory)
+        if drafted:
+            entered = self._count(stats)
+            self.plain_streak = 0  # plain rounds are counted since the last draft
+        else:
+            entered = False
+            self.plain_streak += 1  # no draft, no news: the regime stays
+        self.last_confidence = None
+        probed, self.probing = self.probing, False
+        self.rounds_seen += 1
+        if self.warmup and self.rounds_seen == len(self.warmup):  # warm-up over: start from its first choice
+            self.choices = [self.warmup[0]] * self.regimes
+            self.plain_streak, self.warmed_up = 0, True
+        if self.rounds_seen >= len(self.warmup):
+            self.since_decision += 1
+            if probed or entered or self.since_decision >= self.decide_every or self.rounds_seen == len(self.warmup):
+                self.current = self._decide(probed, entered)
+                self.since_decision = 0
+
+    # -- deciding ----------------------------------------------------------------------------------
+
+    def plain_rate(self) -> float:
+        return 1.0 / self.cost.round_s(Proposer.PLAIN, 0)
+
+    def _rate(self, choice: Choice, tokens: np.ndarray) -> float:
+        r = self.setting_index(choice.proposer, choice.denoising_steps, choice.recycle_canvas)
+        seconds = self.cost.round_s(choice.proposer, choice.block_size, self.steps_used[r])
+        return float(tokens[r, choice.block_size] / seconds)
+
+    def _best(self, tokens: np.ndarray, overall: np.ndarray) -> tuple[Choice, float]:
+        """The best choice in the current regime, and its predicted rate, from the regime's and the
+        overall expected tokens (``_expected_tokens``).
+
+        The drafting setting is picked on every regime's counts together and only the block size on
+        the regime's: how steps and recycling change a draft is the drafter's trait, while a regime's
+        few rounds at a rarely tried setting are mostly noise. So is whether to run the model at all
+        or copy the lookup's guess (picking that per regime replayed no faster).
+        """
+        seconds = self.round_seconds()  # [R, G]
+        rates = np.where(self.grid_ok, tokens[:, self.grid] / seconds, -np.inf)  # [R, G]
+        overall_rates = np.where(self.grid_ok, overall[:, self.grid] / seconds, -np.inf)
+        r = int(np.argmax(overall_rates.max(1))) if len(self.settings) > 1 else 0
+        g = int(np.argmax(rates[r]))
+        return self.setting_choice(r, int(self.grid[g])), float(rates[r, g])
+
+    def _decide(self, probed: bool, entered: bool) -> Choice:
+        """The current regime's next choice, after a probe round, a round that entered this regime,
+        or any other round."""
+        plain = self.current.proposer is Proposer.PLAIN
+        if plain and not (probed or entered):
+            return PLAIN  # a plain round says nothing new about drafting (and this keeps it cheap)
+        tokens, overall = self._expected_tokens()
+        best, best_rate = self._best(tokens, overall)
+        # Hysteresis guards leaving plain decoding too, so that a marginal regime does not flap.
+        if best_rate < self.plain_rate() * (1.0 + self.hysteresis if plain else 1.0):
+            if probed:  # a failed probe: wait twice as long for the next
+                self.probe_interval = min(2 * self.probe_interval, self.max_probe_after)
+            self.plain_streak = 0
+            return PLAIN
+        if plain:
+            self.probe_interval = self.probe_after
+            return best
+        if best_rate > self._rate(self.current, tokens) * (1.0 + self.hysteresis):
+            return best
+        return self.current
+
+    def _neighbour(self) -> Choice:
+        """The next exploration move in a fixed rotation: K up, recycling, setting up, K down, setting
+        down (the settings' ladder: the lookup, then the drafter by steps)."""
+        current = self.current
+        k, r = current.block_size, current.recycle_canvas
+        grid = self.grid.tolist()
+        rung = self.ladder.index((current.proposer, current.denoising_steps))
+        up = self.ladder[min(rung + 1, len(self.ladder) - 1)]
+        down = self.ladder[max(rung - 1, 0)]
+        moves = [
+            replace(current, block_size=min([g for g in grid if g > k], default=k)),
+            replace(current, recycle_canvas=not r) if self.recycles(current) else current,
+            self.rung_choice(up, k, r),
+            replace(current, block_size=max([g for g in grid if g < k], default=k)),
+            self.rung_choice(down, k, r),
+        ]
+        for _ in moves:
+            move = moves[self.explore_turn % len(moves)]
+            self.explore_turn += 1
+            if move is not None and move != current and self.runs(move):
+                return move
+        return current
+
+    # -- state -------------------------------------------------------------------------------------
+
+    def _learn_afresh(self, limits: dict[Proposer, int]) -> None:
+        """The first generation (or other proposers): learn everything afresh, after a warm-up."""
+        self.limits = limits
+        # Drafting settings, the rows of the acceptance counts: the lookup (never recycled: it has no
+        # canvas), then the diffusion drafter per (steps, recycle).
+        settings: list[tuple[Proposer, int, bool]] = []
+        if Proposer.NGRAM in limits:
+            settings.append((Proposer.NGRAM, 0, False))
+        if Proposer.DIFFUSION in limits:
+            recycles = list(dict.fromkeys(self.recycle_options))
+            settings += [(Proposer.DIFFUSION, s, r) for s in sorted(set(self.steps_options)) for r in recycles]
+        if not settings:
+            have = ", ".join(p.value for p in limits)
+            raise SpecdiffError(f"Adaptive weighs the diffusion and n-gram proposers; this decoder has {have}")
+        self.settings = settings
+        self.ladder = list(dict.fromkeys((p, s) for p, s, _ in settings))  # exploration's setting moves
+        self.canvas_length = canvas_of(limits)
+        families = [[i for i, (p, _, _) in enumerate(settings) if p is proposer] for proposer in Proposer]
+        self.counts = ReachCounts(self.regimes, len(settings), self.canvas_length, [f for f in families if f],
+                                  self.prior_acceptance, self.prior_strength)
+        self.cost = CostModel()
+        self.grid = np.array(block_grid(self.canvas_length))  # [G]
+        # [R, G]: the blocks each setting's proposer can draft.
+        self.grid_ok = np.array([[k <= limits[p] for k in self.grid] for p, _, _ in settings])
+        self.is_lookup = np.array([p is Proposer.NGRAM for p, _, _ in settings])  # [R]
+        self.steps_used = np.array([float(s) for _, s, _ in settings])  # [R] mean steps per cap
+        self.calibration = Calibration(self.calibration_memory, self.prior_strength)
+        self.warmup = self._warmup_schedule()
+        self.choices = [self.warmup[0]] * self.regimes  # the current choice per regime
+
+    @property
+    def current(self) -> Choice:
+        """The current regime's choice."""
+        return self.choices[self.regime]
+
+    @current.setter
+    def current(self, choice: Choice) -> None:
+        self.choices[self.regime] = choice
+
+    def limit_of(self, choice: Choice) -> int:
+        return self.limits[choice.proposer]
+
+    def setting_index(self, proposer: Proposer, steps: int, recycled: bool) -> int:
+        # The nearest setting of the same proposer: a step count outside steps_options (a round the
+        # policy did not pick) still teaches the closest one.
+        rows = [r for r, (p, _, _) in enumerate(self.settings) if p is proposer]
+        return min(rows, key=lambda r: (abs(self.settings[r][1] - steps), self.settings[r][2] != recycled))
+
+    def setting_choice(self, r: int, block_size: int) -> Choice:
+        proposer, steps, recycle = self.settings[r]
+        return Choice(proposer, block_size, steps, recycle)
+
+    def rung_choice(self, rung: tuple[Proposer, int], block_size: int, recycle: bool) -> Choice | None:
+        """A choice at another rung of the settings' ladder, keeping the block and recycling (None
+        when that rung has no such setting)."""
+        proposer, steps = rung
+        if (proposer, steps, recycle) not in self.settings:
+            return None
+        return Choice(proposer, block_size, steps, recycle)
+
+    def recycles(self, choice: Choice) -> bool:
+        """Whether both recycling settings exist at this choice's steps."""
+        return all((choice.proposer, choice.denoising_steps, r) in self.settings for r in (False, True))
+
+    def runs(self, choice: Choice) -> bool:
+        return ((choice.proposer, choice.denoising_steps, choice.recycle_canvas) in self.settings
+                and choice.block_size <= self.limit_of(choice))
+
+    def _cutting(self) -> bool:
+        """Whether drafts are being cut: the cut is on and the drafter has shown its confidence."""
+        return self.cut_on_confidence and self.calibration.seen
+
+    def _warmup_schedule(self) -> list[Choice]:
+        """Two rounds at the fewest model steps; one at the cheapest other setting: the lookup where
+        there is one, else the next step count (the draft fit's slope in steps); a small block and a
+        plain round (the verify fit's slope)."""
+        first = self.settings[0] if self.settings[0][0] is not Proposer.NGRAM or len(self.settings) == 1 \
+            else self.settings[1]
+        k = min(self.start_block_size, self.limits[first[0]])
+        start = Choice(*first[:1], k, *first[1:])
+        schedule = [start, start]
+        model_steps = sorted({s for p, s, _ in self.settings if p is Proposer.DIFFUSION})
+        if Proposer.NGRAM in self.limits and first[0] is Proposer.DIFFUSION:
+            schedule.append(Choice.ngram(min(k, self.limits[Proposer.NGRAM])))
+        elif len(model_steps) > 1:
+            schedule.append(replace(start, denoising_steps=model_steps[1]))
+        return [*schedule, replace(start, block_size=max(1, k // 4)), PLAIN]
+
+    # -- learning ----------------------------------------------------------------------------------
+
+    def _count(self, stats: RoundStats) -> bool:
+        """Count a drafting round's evidence; whether it entered another regime."""
+        keep = 1.0 - 1.0 / self.memory
+        r = self.setting_index(stats.proposer, stats.denoising_steps, stats.canvas_recycled)
+        self.counts.add(self.regime, r, *self._reach_counts(stats))
+        if stats.proposer is Proposer.DIFFUSION and stats.side_reach >= 0 and Proposer.NGRAM in self.limits:
+            # How far the lookup's guess would have gone: the committed tokens judge its first
+            # positions (reached up to the first mismatch; past them nothing is known).
+            judged = min(stats.side_reach + 1, stats.committed, self.canvas_length)
+            self.counts.add_run(self.regime, self.setting_index(Proposer.NGRAM, 0, False), judged, stats.side_reach)
+        self.steps_used[r] = keep * self.steps_used[r] + (1.0 - keep) * stats.denoising_steps_used
+        if self.last_confidence is not None:
+            self.calibration.observe(self.last_confidence, stats.proposed, stats.accepted)
+        # The block accepted whole, uncut: the run was stopped by the block, not the drafter.
+        self.binding = stats.block_size if stats.accepted >= stats.proposed == stats.block_size else 0
+        regime = regime_of(min(stats.accepted, stats.proposed), max(stats.proposed, 1), self.regime_edges)
+        entered, self.regime = regime != self.regime, regime
+        return entered
+
+    def _reach_counts(self, stats: RoundStats) -> tuple[np.ndarray, np.ndarray]:
+        """What a drafted round says about reaching each position of the block drafted: ``[cap]``
+        weights of evidence and ``[cap]`` (expected) reaches, cap the block before any cut.
+
+        A rejection inside the kept prefix means no later position was reached, dropped ones
+        included: they count as misses (leaving them out biases deep positions toward the rounds the
+        cut left whole, the confident ones). A fully accepted prefix leaves the dropped positions
+        unknown: each counts by its calibrated chance of being reached.
+        """
+        accepted = min(stats.accepted, stats.proposed)
+        confidence = self.last_confidence
+        cap = max(stats.proposed, 1) if confidence is None else len(confidence)  # 1: a lookup without a guess
+        proposed, reached = np.ones(cap), np.zeros(cap)
+        reached[:accepted] = 1.0
+        if confidence is not None and accepted == stats.proposed < cap:
+            reached[accepted:] = np.cumprod(self.calibration.accept(confidence[accepted:]))
+        return proposed, reached
+
+    def _expected_tokens(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.counts.expected_tokens(self.regime)
+
+    def round_seconds(self) -> np.ndarray:
+        """``[R, G]`` predicted seconds of a round per drafting setting and grid block size."""
+        draft_s = self.cost.draft_many(self.steps_used[:, None], self.grid[None, :], self.is_lookup[:, None])
+        return draft_s + self.cost.verify.predict_many(self.grid + 1)[None, :]
