@@ -10,10 +10,10 @@ in ``BENCH_METHODS`` bound to a runner ``(context, prompt_ids) -> MethodRun``:
 ``assisted_ar_drafter``
     transformers' assisted generation with the pocket AR drafter as ``assistant_model``.
 ``fixed_best``
-    specdiff with the block size and denoising steps that were fastest in a quick grid over the
-    first ``grid_prompts`` prompts of the same suite; the steps include 0 (the drafter's context
-    lookup guess, undenoised) for a drafter that has one, so a fixed policy gets every setting
-    the adaptive one may pick.
+    specdiff with the proposer, block size and denoising steps that were fastest in a quick grid
+    over the first ``grid_prompts`` prompts of the same suite; the grid tries every proposer the
+    decoder has (the n-gram lookup and the diffusion drafter), so a fixed policy gets every
+    setting the adaptive one may pick.
 ``heuristic``, ``adaptive``
     specdiff under the ``Heuristic`` and ``Adaptive`` controllers (one ``Adaptive`` for the whole
     run, as a decoder keeps its own).
@@ -26,23 +26,23 @@ the ``RoundStats`` for speculative methods, and from timing the models' forward 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specdiff.evals.suites import Suite
-from specdiff.evals.sweep import (
-    check_models_and_out,
-    check_run_limits,
-    output_hash,
-    progress_bar,
-    suite_to_run,
-    use_threads,
-    verifier_generate,
+from specdiff.evals.methods import (
+    BenchContext,
+    BenchMethod,
+    MethodRun,
+    Runner,
+    load_ar_drafter,
+    run_ar,
+    run_assisted_ar_drafter,
 )
+from specdiff.evals.running import check_models_and_out, check_run_limits, progress_bar, suite_to_run, use_threads
+from specdiff.evals.suites import Suite
+from specdiff.evals.table import output_hash
 
 from specdiff.errors import SpecdiffError
 
@@ -72,95 +72,6 @@ class BenchConfig:
     # Passes over the prompts, each method's seconds summed over all: single runs of the same work
     # differ by up to 20% on a busy CPU, which is as large as the gaps between the policies.
     repeats: int = 1
-
-
-@dataclass(frozen=True)
-class MethodRun:
-    """One method on one prompt."""
-
-    token_ids: list[int]
-    total_s: float
-    rounds: int
-    proposed: int = 0
-    accepted: int = 0
-    draft_s: float = 0.0
-    verify_s: float = 0.0
-    other_s: float = 0.0
-
-
-@dataclass
-class BenchContext:
-    """What runners share: the models, the output length and the grid's choice."""
-
-    decoder: Any
-    max_new_tokens: int
-    ar_drafter: Any | None = None
-    best: Any | None = None  # a specdiff.protocols.Choice, once the grid ran
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-Runner = Callable[[BenchContext, Any], MethodRun]
-
-
-@dataclass(frozen=True)
-class BenchMethod:
-    run: Runner
-    needs_grid: bool = False
-    needs_ar_drafter: bool = False
-
-
-class _ForwardTimer:
-    """Seconds and calls spent in a module's forward while the context is open."""
-
-    def __init__(self, module: Any) -> None:
-        self.module, self.seconds, self.calls, self._start = module, 0.0, 0, 0.0
-
-    def __enter__(self) -> _ForwardTimer:
-        def before(*_: Any) -> None:
-            self._start = time.perf_counter()
-
-        def after(*_: Any) -> None:
-            self.seconds += time.perf_counter() - self._start
-            self.calls += 1
-
-        self._handles = [
-            self.module.register_forward_pre_hook(before),
-            self.module.register_forward_hook(after),
-        ]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
-
-
-def run_ar(ctx: BenchContext, prompt_ids: Any) -> MethodRun:
-    return _timed_generate(ctx, prompt_ids, assistant=None)
-
-
-def run_assisted_ar_drafter(ctx: BenchContext, prompt_ids: Any) -> MethodRun:
-    return _timed_generate(ctx, prompt_ids, assistant=ctx.ar_drafter)
-
-
-def _timed_generate(ctx: BenchContext, prompt_ids: Any, assistant: Any | None) -> MethodRun:
-    verifier = ctx.decoder.verifier
-    extra = {} if assistant is None else {"assistant_model": assistant}
-    with (
-        _ForwardTimer(verifier.model) as verify,
-        _ForwardTimer(assistant) if assistant is not None else nullcontext() as draft,
-    ):
-        start = time.perf_counter()
-        tokens = verifier_generate(verifier, prompt_ids, ctx.max_new_tokens, 0.0, 0, 1.0, 0, **extra)
-        total = time.perf_counter() - start
-    draft_s = draft.seconds if draft is not None else 0.0
-    return MethodRun(
-        tokens,
-        total,
-        rounds=verify.calls,
-        draft_s=draft_s,
-        verify_s=verify.seconds,
-        other_s=max(total - draft_s - verify.seconds, 0.0),
-    )
 
 
 def speculative(make_controller: Callable[[BenchContext], Any]) -> Runner:
@@ -259,19 +170,6 @@ def check_bench(config: BenchConfig, canvas_length: int | None = None) -> Suite:
         raise SpecdiffError("assisted_ar_drafter needs --ar-drafter when --drafter and --verifier are named")
     return suite_to_run(config.suite, config.limit, max(config.grid_block_sizes), "grid block size",
                         config.drafter, canvas_length)
-
-
-def load_ar_drafter(path: str | None, like: Any) -> Any:
-    """The AR drafter (a ``Gemma4ForCausalLM``) on the verifier's dtype and device; pocket's by default."""
-    from transformers import AutoModelForCausalLM
-
-    from specdiff.loading import load_model
-
-    if path is None:
-        from specdiff.loaders import pocket_folder
-
-        path = str(pocket_folder("ar_drafter"))
-    return load_model(AutoModelForCausalLM, path, dtype=like.dtype).to(like.device)
 
 
 def grid_choices(config: BenchConfig, proposers: Any) -> list[Any]:

@@ -20,7 +20,7 @@ Shipped suites, of clearly different predictability, 30 prompts each:
     Not code: a paragraph or two of a software licence from ``/usr/share/common-licenses``
     (Apache, GPL, LGPL, MPL, GFDL, Artistic, CC0); the model continues the legal English.
 
-The code suites come from ``specdiff.corpus.heldout_files()``, files the pocket pair never saw.
+The code suites come from ``specdiff.training.corpus.heldout_files()``, files the pocket pair never saw.
 ``python -m specdiff.evals.suites`` rebuilds the shipped files; the choice is seeded and a pure
 function of the files' contents, so the same Python and the same licence files give the same
 suites byte for byte.
@@ -174,7 +174,7 @@ def _is_table_module(source: str) -> bool:
 
 
 def _heldout_sources() -> list[tuple[str, str]]:
-    from specdiff.corpus import heldout_files, read_source
+    from specdiff.evals.corpus import heldout_files, read_source
 
     return [(rel, read_source(rel)) for rel in heldout_files() if not _is_table_module(read_source(rel))]
 

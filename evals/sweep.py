@@ -2,96 +2,57 @@
 
 A configuration is a proposer (the diffusion drafter or the n-gram lookup), a block size, a cap on
 denoising steps (the diffusion drafter's; 0 in the rows of proposers that do not denoise), a
-temperature (with top-k and top-p) and a seed. Each prompt also runs once per temperature and seed on the verifier alone
-(``method="ar"``, its own ``generate()``), the baseline every speedup is measured against. Per
-prompt the baseline runs first and the configurations follow, so machine noise hits all alike.
+temperature (with top-k and top-p) and a seed. Each prompt also runs once per temperature and
+seed on the verifier alone (``method="ar"``, its own ``generate()``), the baseline every speedup
+is measured against. Per prompt the baseline runs first and the configurations follow, so
+machine noise hits all alike.
 
-Durability: each finished row is appended to a journal next to the output (``OUT.rows.jsonl``),
-flushed and fsynced before the next generation starts, so ``kill -9`` loses at most the row in
-flight. At the end the journal becomes the table (``.parquet`` or ``.csv``) and is removed. With
-``resume=True`` rows already in the journal or in the table are skipped; a row is identified by
-``KEY_COLUMNS`` and appears once in the final table.
-
-Row columns (``ROW_COLUMNS``): the key, then
-
-- ``prompt_tokens``, ``new_tokens``, ``rounds``, ``proposed``, ``accepted``;
-- ``mean_acceptance_length`` (tokens committed per round, the verifier's token included) and
-  ``acceptance_rate`` (accepted over proposed draft tokens);
-- ``draft_s``, ``verify_s``, ``other_s``: round time spent drafting, verifying and on everything
-  else (acceptance, rollback, bookkeeping), summed from the ``RoundStats``; ``setup_s``: time
-  outside rounds (the verifier reading the prompt); ``total_s`` the whole call, and
-  ``tokens_per_s = new_tokens / total_s``;
-- ``position_judged`` and ``position_accepted``: per draft position, how many rounds judged it and
-  how many accepted it (``specdiff.metrics.position_counts``; lists, JSON text in a CSV);
-- ``loop_share``: the share of the output's 4-grams that already occurred earlier in it (a
-  looping output is trivially easy to draft, so read acceptance beside it);
-- ``output_hash``: a digest of the new token ids (greedy rows of one prompt must agree);
-- ``drafter``, ``verifier``: the models ("pocket" for the pocket pair).
-
-For ``method="ar"``: ``proposer = "plain"``, ``block_size = denoising_steps = 0``, one round per token, and all of
-``total_s`` counts as verifying. ``top_k = 0`` and ``top_p = 1.0`` mean no truncation.
+Each finished row is durable at once (``specdiff.evals.table``: the journal, the columns). With
+``resume=True`` rows already in the journal or in the table are skipped.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import numbers
-import os
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specdiff.evals.suites import Suite, load_suite
+from specdiff.evals.running import (
+    check_models_and_out,
+    check_run_limits,
+    progress_bar,
+    run_speculative,
+    run_verifier_alone,
+    suite_to_run,
+    use_threads,
+    verifier_generate,
+)
+from specdiff.evals.suites import Suite
+from specdiff.evals.table import (
+    AR,
+    DIFFUSION,
+    KEY_COLUMNS,
+    PLAIN,
+    ROW_COLUMNS,
+    SPECDIFF,
+    TIMING_COLUMNS,
+    Journal,
+    journal_path,
+    output_hash,
+    read_results,
+    row_key,
+    write_table,
+)
 
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import loop_share
 
+__all__ = ["AR", "KEY_COLUMNS", "ROW_COLUMNS", "SPECDIFF", "TIMING_COLUMNS", "Journal", "SweepConfig", "Task",
+           "check_sweep", "journal_path", "plan", "read_results", "run_sweep"]
+
 if TYPE_CHECKING:
     import pandas as pd  # imported where used: `specdiff --help` stays fast
-
-KEY_COLUMNS = [
-    "suite",
-    "prompt_id",
-    "method",
-    "proposer",
-    "block_size",
-    "denoising_steps",
-    "temperature",
-    "top_k",
-    "top_p",
-    "seed",
-    "max_new_tokens",
-]
-ROW_COLUMNS = KEY_COLUMNS + [
-    "prompt_tokens",
-    "new_tokens",
-    "rounds",
-    "proposed",
-    "accepted",
-    "mean_acceptance_length",
-    "acceptance_rate",
-    "denoising_steps_used",
-    "draft_s",
-    "verify_s",
-    "other_s",
-    "setup_s",
-    "total_s",
-    "tokens_per_s",
-    "loop_share",
-    "output_hash",
-    "position_judged",
-    "position_accepted",
-    "drafter",
-    "verifier",
-]
-TIMING_COLUMNS = ["draft_s", "verify_s", "other_s", "setup_s", "total_s", "tokens_per_s"]
-LIST_COLUMNS = ["position_judged", "position_accepted"]
-SPECDIFF, AR = "specdiff", "ar"
-PLAIN, DIFFUSION = "plain", "diffusion"  # ``Proposer`` values, spelt out: this module loads without torch
 
 
 @dataclass(frozen=True)
@@ -136,52 +97,6 @@ class Task:
 
 # -- checks before any model loads ---------------------------------------------------------------
 
-
-def drafter_canvas_length(drafter: str | None) -> int | None:
-    """The drafter's canvas length read from its config (no weights loaded); None when unknown."""
-    if drafter is None:
-        from specdiff.loaders import POCKET_DIR
-
-        location = POCKET_DIR / "drafter"
-    else:
-        location = Path(drafter).expanduser()
-    config_file = location / "config.json"
-    if config_file.is_file():
-        value = json.loads(config_file.read_text()).get("canvas_length")
-        return int(value) if value is not None else None
-    return None  # a hub id: loading the model checks it
-
-
-def check_run_limits(max_new_tokens: int, limit: int | None, threads: int | None) -> None:
-    """The checks the sweep and the bench share: output length, prompt limit, threads."""
-    if max_new_tokens < 1:
-        raise SpecdiffError(f"--max-new-tokens must be >= 1 (got {max_new_tokens})")
-    if limit is not None and limit < 1:
-        raise SpecdiffError(f"--limit must be >= 1 (got {limit})")
-    if threads is not None and threads < 1:
-        raise SpecdiffError(f"--threads must be >= 1 (got {threads})")
-
-
-def check_models_and_out(drafter: str | None, verifier: str | None, out: Path, suffixes: tuple[str, ...]) -> None:
-    """The model pair is whole (or the pocket pair) and ``out`` is a table file the run can write."""
-    from specdiff.loading import check_model_pair
-
-    check_model_pair(drafter, verifier)
-    if Path(out).suffix.lower() not in suffixes:
-        raise SpecdiffError(f"--out must end in {' or '.join(suffixes)} (got {Path(out).name})")
-
-
-def suite_to_run(name: str, limit: int | None, largest_block: int, what: str, drafter: str | None,
-                 canvas_length: int | None) -> Suite:
-    """The suite cut to ``limit`` prompts, once the largest block is known to fit the drafter's
-    canvas (read from its config when ``canvas_length`` is None)."""
-    suite = load_suite(name)
-    canvas = canvas_length if canvas_length is not None else drafter_canvas_length(drafter)
-    if canvas is not None and largest_block > canvas:
-        raise SpecdiffError(
-            f"{what} {largest_block} exceeds the drafter's canvas of {canvas} tokens; use block sizes up to {canvas}"
-        )
-    return suite if limit is None else Suite(suite.name, suite.prompts[:limit])
 
 
 def check_sweep(config: SweepConfig, canvas_length: int | None = None) -> Suite:
@@ -229,19 +144,6 @@ def _unique(values: Sequence[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
 
 
-def row_key(row: dict[str, Any]) -> tuple:
-    return tuple(_normal(row[c]) for c in KEY_COLUMNS)
-
-
-def _normal(value: Any) -> Any:
-    # CSV and parquet round trips turn 0.0 into 0, ints into numpy ints and ids into numbers;
-    # keys compare in one canonical form.
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return int(value) if float(value).is_integer() else float(value)
-    return str(value)
-
 
 def key_fields(task: Task, config: SweepConfig, suite: Suite) -> dict[str, Any]:
     """A row's ``KEY_COLUMNS``: what identifies a generation across runs of the sweep."""
@@ -264,187 +166,10 @@ def task_key(task: Task, config: SweepConfig, suite: Suite) -> tuple:
     return row_key(key_fields(task, config, suite))
 
 
-# -- the journal: one fsynced JSON line per finished row ------------------------------------------
-
-
-def journal_path(out: Path) -> Path:
-    return out.with_name(out.name + ".rows.jsonl")
-
-
-class Journal:
-    """An append-only JSONL file; each row is on disk before ``append`` returns."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def read(self) -> list[dict[str, Any]]:
-        """The finished rows; a torn last line (a kill mid-write) is dropped from the file."""
-        if not self.path.exists():
-            return []
-        data = self.path.read_bytes()
-        rows, good_end = [], 0
-        for line in data.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
-                break
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-            good_end += len(line)
-        if good_end < len(data):
-            with open(self.path, "r+b") as f:
-                f.truncate(good_end)
-        return rows
-
-    def append(self, row: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def read_results(path: str | Path) -> pd.DataFrame:
-    """A sweep table (``.parquet``, ``.csv`` or a journal ``.jsonl``) with list columns as lists."""
-    import pandas as pd
-
-    path = Path(path)
-    if not path.is_file():
-        raise SpecdiffError(f"no results file at {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    elif suffix == ".csv":
-        text_columns = {c: str for c in ("suite", "prompt_id", "method", "output_hash", "drafter", "verifier")}
-        frame = pd.read_csv(path, dtype=text_columns, keep_default_na=False)
-    elif suffix == ".jsonl":
-        frame = pd.DataFrame(Journal(path).read(), columns=ROW_COLUMNS)
-    else:
-        raise SpecdiffError(f"{path} must be a .parquet, .csv or .jsonl sweep table")
-    missing = [c for c in ("prompt_id", "method", "block_size", "new_tokens", "total_s") if c not in frame.columns]
-    if missing:
-        raise SpecdiffError(f"{path} is not a sweep table: it lacks {', '.join(missing)}")
-    for column in LIST_COLUMNS:
-        if column in frame.columns:
-            frame[column] = [[int(x) for x in (json.loads(v) if isinstance(v, str) else v)] for v in frame[column]]
-    return frame
-
-
-def write_table(rows: list[dict[str, Any]], out: Path) -> pd.DataFrame:
-    """Write ``rows`` (deduplicated by key, last wins) atomically to ``out``; returns the table."""
-    import pandas as pd
-
-    unique = {row_key(r): r for r in rows}
-    frame = pd.DataFrame(list(unique.values()), columns=ROW_COLUMNS)
-    tmp = out.with_name(out.name + ".tmp")
-    if out.suffix.lower() == ".parquet":
-        frame.to_parquet(tmp, index=False)
-    else:
-        flat = frame.copy()
-        for column in LIST_COLUMNS:
-            flat[column] = [json.dumps(list(v)) for v in flat[column]]
-        flat.to_csv(tmp, index=False)
-    os.replace(tmp, out)
-    return frame
-
 
 # -- running one generation ------------------------------------------------------------------------
 
 
-def output_hash(tokens: Sequence[int]) -> str:
-    return hashlib.sha256(json.dumps(list(tokens)).encode()).hexdigest()[:16]
-
-
-def run_speculative(decoder: Any, prompt_ids: Any, task: Task, config: SweepConfig) -> dict[str, Any]:
-    """Speculative decoding of one prompt under ``task``'s block size and steps; the row's measured part."""
-    from specdiff.metrics import position_counts
-
-    result = decoder.generate(
-        prompt_ids,
-        max_new_tokens=config.max_new_tokens,
-        proposer=task.proposer,
-        block_size=task.block_size,
-        denoising_steps=task.denoising_steps if task.proposer == DIFFUSION else None,
-        temperature=task.temperature,
-        top_k=config.top_k or None,
-        top_p=config.top_p,
-        seed=task.seed,
-    )
-    stats = result.stats
-    judged, accepted = position_counts(stats, task.block_size)
-    split = result.time_split()
-    drafting = [s.denoising_steps_used for s in stats if s.proposed > 0]
-    return dict(
-        new_tokens=len(result.token_ids),
-        rounds=result.num_rounds,
-        proposed=result.proposed,
-        accepted=result.accepted,
-        mean_acceptance_length=result.mean_acceptance_length,
-        acceptance_rate=result.acceptance_rate,
-        denoising_steps_used=sum(drafting) / len(drafting) if drafting else 0.0,
-        **split,
-        setup_s=max(result.elapsed_s - sum(split.values()), 0.0),
-        total_s=result.elapsed_s,
-        position_judged=judged,
-        position_accepted=accepted,
-        token_ids=result.token_ids,
-    )
-
-
-def verifier_generate(
-    verifier: Any,
-    prompt_ids: Any,
-    max_new_tokens: int,
-    temperature: float,
-    top_k: int,
-    top_p: float,
-    seed: int,
-    **extra: Any,
-) -> list[int]:
-    """The verifier's own ``generate()`` with exactly these sampling settings; the new token ids."""
-    import torch
-
-    model = verifier.model
-    ids = prompt_ids.to(verifier.device)
-    eos = list(verifier.eos_token_ids)
-    sampling = dict(do_sample=False)
-    if temperature > 0:
-        torch.manual_seed(seed)
-        sampling = dict(do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p)
-    out = model.generate(
-        ids,
-        attention_mask=torch.ones_like(ids),
-        max_new_tokens=max_new_tokens,
-        eos_token_id=eos or None,
-        pad_token_id=eos[0] if eos else 0,
-        **sampling,
-        **extra,
-    )
-    return out[0, ids.shape[1] :].tolist()
-
-
-def run_verifier_alone(verifier: Any, prompt_ids: Any, task: Task, config: SweepConfig) -> dict[str, Any]:
-    start = time.perf_counter()
-    tokens = verifier_generate(
-        verifier, prompt_ids, config.max_new_tokens, task.temperature, config.top_k, config.top_p, task.seed
-    )
-    elapsed = time.perf_counter() - start
-    return dict(
-        new_tokens=len(tokens),
-        rounds=len(tokens),
-        proposed=0,
-        accepted=0,
-        mean_acceptance_length=1.0,
-        acceptance_rate=0.0,
-        denoising_steps_used=0.0,
-        draft_s=0.0,
-        verify_s=elapsed,
-        other_s=0.0,
-        setup_s=0.0,
-        total_s=elapsed,
-        position_judged=[],
-        position_accepted=[],
-        token_ids=tokens,
-    )
 
 
 def make_row(
@@ -528,17 +253,6 @@ def _describe(task: Task) -> str:
     return f"{task.prompt_id} {what} T={task.temperature:g}"
 
 
-def use_threads(threads: int | None) -> None:
-    """Set torch's CPU threads for this process (None: leave torch's choice).
-
-    On a shared machine fewer threads than cores can be much faster: idle-spinning threads wait
-    on cores that other jobs hold.
-    """
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-
 
 def _encode_all(decoder: Any, suite: Suite, max_new_tokens: int) -> dict[str, Any]:
     """Every prompt's ids, refusing (before any generation) prompts too long for the verifier."""
@@ -559,37 +273,3 @@ def _warm_up(decoder: Any, prompt_ids: Any, config: SweepConfig) -> None:
     n = min(8, config.max_new_tokens)
     decoder.generate(prompt_ids, max_new_tokens=n, block_size=min(config.block_sizes))
     verifier_generate(decoder.verifier, prompt_ids, n, 0.0, 0, 1.0, 0)
-
-
-@contextmanager
-def progress_bar(enabled: bool, total: int, name: str) -> Iterator[Callable[[str], None]]:
-    """A rich progress bar with an ETA on stderr; yields ``advance(description)``, one step each."""
-    if not enabled:
-        yield lambda description: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    bar = Progress(
-        TextColumn(f"[bold]{name}[/] {{task.description}}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
-    bar_id = bar.add_task("", total=total)
-
-    def advance(description: str) -> None:
-        bar.update(bar_id, advance=1, description=description)
-
-    with bar:
-        yield advance

@@ -215,7 +215,7 @@ app.add_typer(tiny_app, name="tiny")
 @friendly_errors
 def tiny_build(out: Path = typer.Argument(..., help="Folder to write verifier/ and drafter/ into.")) -> None:
     """Save a tiny random Gemma 4 verifier and DiffusionGemma drafter (they accept almost nothing)."""
-    from specdiff.tiny import build_tiny_pair
+    from specdiff.training.tiny import build_tiny_pair
 
     verifier_dir, drafter_dir = build_tiny_pair(out)
     console.print(f"verifier: {verifier_dir}\ndrafter:  {drafter_dir}")
@@ -224,8 +224,8 @@ def tiny_build(out: Path = typer.Argument(..., help="Folder to write verifier/ a
 def _register_subcommands() -> None:
     # The evals commands and the pocket recipe live beside the code they drive; importing their
     # modules is cheap (heavy imports sit inside each command).
+    from specdiff.cli_evals import bench, report, sweep
     from specdiff.cli_pocket import pocket_app
-    from specdiff.evals.cli import bench, report, sweep
 
     for command in (sweep, report, bench):
         app.command()(command)

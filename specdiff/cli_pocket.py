@@ -28,7 +28,8 @@ class PocketTrainOptions:
     export_dir: Path | None = None
 
     def config(self):
-        from specdiff.pocket import POCKET_DIR, PocketConfig
+        from specdiff.loaders import POCKET_DIR
+        from specdiff.training.pocket_config import PocketConfig
 
         export_dir = self.export_dir or (self.out / "pocket_models" if self.smoke else POCKET_DIR)
         if self.smoke:
@@ -62,7 +63,7 @@ def train(
     # Passive OpenMP threads: with busy spinning, two threads on cores shared with other jobs
     # ran a training step 5-15x slower than one thread (measured); passive is never worse.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from specdiff.pocket import train_pocket
+    from specdiff.training.pocket import train_pocket
 
     opts = PocketTrainOptions(out=out, resume=resume, minutes_scale=minutes_scale, smoke=smoke, export_dir=export_dir)
     results = train_pocket(out, opts.config(), resume=opts.resume)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import CANVAS, SHAPE
 
-from specdiff.tiny import build_tiny_pair
+from specdiff.training.tiny import build_tiny_pair
 
 # Tiny models gain nothing from threads, and OpenMP spin-waits slow every process on a busy 2-core box.
 torch.set_num_threads(1)

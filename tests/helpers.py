@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from specdiff.tiny import TinyShape
+from specdiff.training.tiny import TinyShape
 
 SHAPE = TinyShape()  # vocab 512, sliding window 16
 CANVAS = 16

@@ -10,7 +10,7 @@ from specdiff.verifiers import CausalLMVerifier
 
 from specdiff import SpecdiffError, SpeculativeDecoder
 from specdiff.loading import looks_like_hub_id, resolve_model_location
-from specdiff.tiny import TinyShape, tiny_drafter
+from specdiff.training.tiny import TinyShape, tiny_drafter
 
 
 def test_from_pretrained_round_trip(tiny_dirs, verifier, drafter):

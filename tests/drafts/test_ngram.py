@@ -114,7 +114,7 @@ def test_greedy_equals_generate_with_context_seed(drafter, verifier, block_size,
 
 
 def test_seed_canvases_replaces_chosen_canvases_with_the_guess():
-    from specdiff.drafts.training import DiffusionObjective, seed_canvases
+    from specdiff.training.diffusion import DiffusionObjective, seed_canvases
 
     obj = DiffusionObjective(canvas_length=3, context_seed_prob=1.0, context_seed=ContextSeed(2, 2))
     ids = torch.tensor([[1, 2, 3, 1, 2, 9, 9, 9, 9], [4, 5, 6, 7, 8, 9, 10, 11, 12]])

@@ -35,7 +35,7 @@ def mini_suite(tmp_path):
 @pytest.fixture(scope="session")
 def ar_drafter():
     """A second tiny Gemma 4 with the verifier's vocabulary: the assistant for assisted generation."""
-    from specdiff.tiny import tiny_verifier
+    from specdiff.training.tiny import tiny_verifier
 
     return tiny_verifier(seed=5)
 
@@ -43,7 +43,7 @@ def ar_drafter():
 @pytest.fixture(scope="session")
 def evals_app():
     """The three commands on a local app, as specdiff.cli registers them."""
-    from specdiff.evals.cli import bench, report, sweep
+    from specdiff.cli_evals import bench, report, sweep
 
     app = typer.Typer()
     for command in (sweep, report, bench):

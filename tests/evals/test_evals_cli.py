@@ -22,7 +22,7 @@ def wide_console(monkeypatch):
     """A terminal wide enough that rich drops no column."""
     from rich.console import Console
 
-    monkeypatch.setattr("specdiff.evals.cli.console", Console(width=160))
+    monkeypatch.setattr("specdiff.cli_evals.console", Console(width=160))
 
 
 def test_sweep_then_report(evals_app, models, mini_suite, tmp_path):

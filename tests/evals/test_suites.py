@@ -21,7 +21,7 @@ def test_each_shipped_suite_has_30_distinct_prompts(name):
 
 
 def test_the_code_suites_come_from_held_out_files_only():
-    from specdiff.corpus import heldout_files
+    from specdiff.training.corpus import heldout_files
 
     held_out = set(heldout_files())
     for name in ("code", "functions"):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from specdiff.evals import sweep as sw
+from specdiff.evals.suites import load_suite
 from specdiff.evals.sweep import Journal, SweepConfig, journal_path, plan, read_results, run_sweep
 
 from specdiff.errors import SpecdiffError
@@ -42,13 +43,13 @@ def _stop_after(n: int):
 
 def test_plan_runs_the_baseline_first_for_each_prompt_and_setting(mini_suite):
     config = SweepConfig(out=Path("x.csv"), suite=str(mini_suite), temperatures=(0.0, 0.7), seeds=(1,), **SMALL)
-    tasks = plan(config, sw.load_suite(mini_suite))
+    tasks = plan(config, load_suite(mini_suite))
     assert len(tasks) == 2 * 2 * (1 + 2)
     assert [(t.method, t.block_size) for t in tasks[:3]] == [("ar", 0), ("specdiff", 2), ("specdiff", 4)]
     assert {t.temperature for t in tasks[3:6]} == {0.7}
     both = plan(SweepConfig(out=Path("x.csv"), suite=str(mini_suite), **dict(SMALL, proposers=("diffusion", "ngram"),
                                                                                denoising_steps=(1, 2))),
-                sw.load_suite(mini_suite))
+                load_suite(mini_suite))
     # per prompt: the baseline, diffusion at 2 blocks x 2 steps, the n-gram lookup at 2 blocks (no steps)
     assert [(t.proposer, t.block_size, t.denoising_steps) for t in both[:9]] == [
         ("plain", 0, 0), ("diffusion", 2, 1), ("diffusion", 2, 2), ("diffusion", 4, 1), ("diffusion", 4, 2),

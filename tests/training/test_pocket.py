@@ -7,8 +7,9 @@ import json
 import pytest
 import torch
 
-from specdiff import corpus
-from specdiff.pocket import PocketConfig, train_pocket
+from specdiff.training import corpus
+from specdiff.training.pocket import train_pocket
+from specdiff.training.pocket_config import PocketConfig
 
 
 class Interrupted(Exception):
@@ -56,7 +57,7 @@ def test_resume_continues_from_checkpoint(pocket_run):
 
 def test_every_stage_done(pocket_run):
     out = pocket_run["out"]
-    from specdiff.pocket import STAGES
+    from specdiff.training.pocket import STAGES
 
     for stage in STAGES:
         info = json.loads((out / stage / "done.json").read_text())
@@ -99,9 +100,9 @@ def test_exported_drafter_denoises_against_encoder_cache(pocket_run):
     canvas = torch.randint(len(tok), (1, canvas_length))
     positions = torch.arange(ids.shape[1], ids.shape[1] + canvas_length)[None]
     with torch.no_grad():
-        logits = model(input_ids=ids, past_key_values=cache, position_ids=torch.arange(ids.shape[1])[None],
+        logits = model(input_ids=ids, cache=cache, position_ids=torch.arange(ids.shape[1])[None],
                        decoder_input_ids=canvas, decoder_position_ids=positions).logits
-        again = model(past_key_values=cache, decoder_input_ids=canvas, decoder_position_ids=positions,
+        again = model(cache=cache, decoder_input_ids=canvas, decoder_position_ids=positions,
                       self_conditioning_logits=logits).logits
     assert logits.shape == again.shape == (1, canvas_length, len(tok))
     assert torch.isfinite(logits).all() and torch.isfinite(again).all()
@@ -152,9 +153,10 @@ def test_cli_builds_smoke_config(tmp_path):
 
 def test_multi_canvas_masks_match_separate_encoder_passes():
     """Canvases batched against one encoder pass see exactly what inference would show them."""
-    from specdiff.drafts.training import build_drafter, multi_canvas_masks
-    from specdiff.verifiers.training import TextShape
     from transformers import DynamicCache
+
+    from specdiff.training.diffusion import build_drafter, multi_canvas_masks
+    from specdiff.training.lm import TextShape
 
     shape = TextShape(num_layers=3, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1,
                       head_dim=16, sliding_window=8, full_attention_every=2, num_experts=2,
@@ -168,22 +170,22 @@ def test_multi_canvas_masks_match_separate_encoder_passes():
         separate = []
         for k, cut in enumerate(cuts):
             cache = DynamicCache(config=drafter.config.text_config)  # the inference cache
-            drafter.model.encoder(input_ids=ids[:, :cut], past_key_values=cache, use_cache=True)
+            drafter.model.encoder(input_ids=ids[:, :cut], cache=cache, use_cache=True)
             own = canvas[:, k * canvas_len : (k + 1) * canvas_len]
             positions = torch.arange(cut, cut + canvas_len).expand(batch, -1)
-            logits = drafter(past_key_values=cache, decoder_input_ids=own, decoder_position_ids=positions).logits
+            logits = drafter(cache=cache, decoder_input_ids=own, decoder_position_ids=positions).logits
             separate.append(logits)
         cache = DynamicCache()
-        drafter.model.encoder(input_ids=ids, past_key_values=cache, use_cache=True)
+        drafter.model.encoder(input_ids=ids, cache=cache, use_cache=True)
         positions = torch.cat([torch.arange(c, c + canvas_len) for c in cuts]).expand(batch, -1)
         masks = multi_canvas_masks(seq_len, cuts, canvas_len, drafter.config.text_config.sliding_window, batch)
-        batched = drafter(past_key_values=cache, decoder_input_ids=canvas, decoder_position_ids=positions,
+        batched = drafter(cache=cache, decoder_input_ids=canvas, decoder_position_ids=positions,
                           decoder_attention_mask=masks).logits
     torch.testing.assert_close(batched, torch.cat(separate, dim=1), atol=1e-4, rtol=1e-4)
 
 
 def test_position_weights_favour_the_first_canvas_positions():
-    from specdiff.drafts.training import position_weights
+    from specdiff.training.diffusion import position_weights
 
     uniform = position_weights(8, None)
     assert torch.allclose(uniform, torch.full((8,), 1 / 8))
@@ -197,8 +199,9 @@ def test_position_weights_favour_the_first_canvas_positions():
 def test_canvas_loss_weights_positions_as_the_objective_says():
     """The canvas term is the position-weighted mean of per-token cross-entropy, computed by hand."""
     import torch.nn.functional as F
-    from specdiff.drafts.training import DiffusionObjective, build_drafter, diffusion_loss, position_weights
-    from specdiff.verifiers.training import TextShape
+
+    from specdiff.training.diffusion import DiffusionObjective, build_drafter, diffusion_loss, position_weights
+    from specdiff.training.lm import TextShape
 
     shape = TextShape(num_layers=1, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1,
                       head_dim=16, sliding_window=16, num_experts=2, top_k_experts=1, moe_intermediate_size=16)
@@ -216,13 +219,13 @@ def test_canvas_loss_weights_positions_as_the_objective_says():
     torch.manual_seed(0)
     torch.randperm(1)  # the cut draw diffusion_loss makes
     torch.randint(1, (1,))  # the encoder-loss offset draw
-    from specdiff.drafts.training import corrupt
+    from specdiff.training.diffusion import corrupt
 
     canvas = corrupt(ids[:, 6:10], 100, obj)
     cache = DynamicCache(config=drafter.config.text_config)
     with torch.no_grad():
-        drafter.model.encoder(input_ids=ids[:, :6], past_key_values=cache, use_cache=True)
-        logits = drafter(past_key_values=cache, decoder_input_ids=canvas,
+        drafter.model.encoder(input_ids=ids[:, :6], cache=cache, use_cache=True)
+        logits = drafter(cache=cache, decoder_input_ids=canvas,
                          decoder_position_ids=torch.arange(6, 10).expand(2, -1)).logits
     per_token = F.cross_entropy(logits.flatten(0, 1), ids[:, 6:10].flatten(), reduction="none").view(2, 4)
     expected = (per_token * position_weights(4, 2.0)).sum(-1).mean()

@@ -1,4 +1,4 @@
-"""The pocket corpus: the Python standard library's own sources, split by file.
+"""The offline corpus: the Python standard library's own sources, split by file.
 
 The split is a pure function of each file's path relative to the stdlib root, so every
 machine with the same Python version agrees on it without a manifest:
@@ -7,9 +7,8 @@ machine with the same Python version agrees on it without a manifest:
   evaluation suites build their prompts from them (`heldout_files()`);
 * every other non-test module is training text (`train_files()`).
 
-Documents are whole files, joined with `<eos>` between them. The tokenizer is a byte-level
-BPE trained on the training files only and saved as a `PreTrainedTokenizerFast`, so
-`AutoTokenizer.from_pretrained(folder)` works offline.
+Documents are whole files, joined with `<eos>` between them; the training recipes' tokenizer is
+trained on the training files only (``specdiff.training.corpus``).
 """
 
 from __future__ import annotations
@@ -17,13 +16,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import sysconfig
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 HELDOUT_PER_MILLE = 50
-VOCAB_SIZE = 4096
-PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, UNK_TOKEN = "<pad>", "<bos>", "<eos>", "<unk>"
-SPECIAL_TOKENS = (PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, UNK_TOKEN)  # ids 0, 1, 2, 3
 
 # Directory names anywhere in the relative path that mark tests, third-party code or build
 # artefacts rather than library modules.
@@ -93,50 +89,3 @@ def read_source(rel_path: str, root: Path | None = None) -> str:
 def iter_documents(rel_paths: Sequence[str], root: Path | None = None) -> Iterator[str]:
     for rel in rel_paths:
         yield read_source(rel, root)
-
-
-def train_byte_level_bpe(texts: Iterable[str], vocab_size: int, special_tokens: Sequence[str]):
-    """A byte-level BPE ``tokenizers.Tokenizer`` trained on ``texts``; the special tokens take the
-    first ids, in order."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(special_tokens),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    return tok
-
-
-def train_tokenizer(rel_paths: Sequence[str], out_dir: Path, vocab_size: int = VOCAB_SIZE):
-    """Train a byte-level BPE on `rel_paths` and save it as a fast tokenizer folder."""
-    from transformers import PreTrainedTokenizerFast
-
-    tok = train_byte_level_bpe(iter_documents(rel_paths), vocab_size, SPECIAL_TOKENS)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token=PAD_TOKEN,
-        bos_token=BOS_TOKEN,
-        eos_token=EOS_TOKEN,
-        unk_token=UNK_TOKEN,
-        clean_up_tokenization_spaces=False,
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fast.save_pretrained(out_dir)
-    return fast
-
-
-def encode_documents(tokenizer, rel_paths: Sequence[str]) -> list[int]:
-    """Token ids of all documents, each followed by `<eos>` (a flat stream for packing)."""
-    eos = tokenizer.eos_token_id
-    texts = list(iter_documents(rel_paths))
-    ids: list[int] = []
-    for enc in tokenizer(texts, add_special_tokens=False)["input_ids"]:
-        ids.extend(enc)
-        ids.append(eos)
-    return ids

@@ -15,6 +15,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+
 from specdiff.evals.bench import BenchConfig
 from specdiff.evals.sweep import SweepConfig
 
@@ -253,8 +254,9 @@ def bench(
     out: Path = typer.Option(..., help="One row per method, FILE.csv or FILE.parquet (per-prompt runs beside it)."),
 ) -> None:
     """Compare methods side by side, greedy, interleaved per prompt; checks that their outputs agree."""
-    from specdiff.evals.bench import run_bench
     from transformers.utils import logging as hf_logging
+
+    from specdiff.evals.bench import run_bench
 
     config = BenchConfig(
         out=out,

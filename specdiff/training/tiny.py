@@ -37,10 +37,10 @@ class TinyShape:
 
 def text_config_kwargs(shape: TinyShape, *, moe: bool) -> dict:
     """Gemma 4 text-config arguments for a dense (verifier) or MoE (drafter) model of ``shape``:
-    the pocket recipe's builder (``specdiff.verifiers.training.text_config_kwargs``, which avoids
+    the pocket recipe's builder (``specdiff.training.lm.text_config_kwargs``, which avoids
     Gemma 4's large defaults), with every layer but the last sliding and tiny MoE experts."""
-    from specdiff.verifiers.training import TextShape
-    from specdiff.verifiers.training import text_config_kwargs as gemma4_text_kwargs
+    from specdiff.training.lm import TextShape
+    from specdiff.training.lm import text_config_kwargs as gemma4_text_kwargs
 
     layers = shape.num_hidden_layers
     text_shape = TextShape(
@@ -89,8 +89,8 @@ def tiny_tokenizer(vocab_size: int = TinyShape.vocab_size) -> PreTrainedTokenize
     fixed data: trained on specdiff's own source, the tokenizer (and so every tiny test's token ids)
     changed with each edit of the package.
     """
-    from specdiff.corpus import train_byte_level_bpe
     from specdiff.evals.suites import BUILTIN_SUITES, load_suite
+    from specdiff.training.corpus import train_byte_level_bpe
 
     texts = [p.prompt for name in BUILTIN_SUITES for p in load_suite(name).prompts]
     tok = train_byte_level_bpe(texts, vocab_size, ["<pad>", "<bos>", "<eos>"])

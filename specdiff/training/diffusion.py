@@ -35,8 +35,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
 from specdiff.drafts.ngram import ContextSeed, context_continuation
-from specdiff.verifiers.training import IGNORE_INDEX, BatchSource, TextShape, text_config_kwargs
+from specdiff.training.lm import IGNORE_INDEX, BatchSource, TextShape, text_config_kwargs
 
 TINY_VISION_CONFIG = dict(
     model_type="gemma4_vision",
@@ -212,7 +213,7 @@ def diffusion_loss(model, ids: torch.Tensor, labels: torch.Tensor, obj: Diffusio
     cuts = sorted(picks.tolist())
 
     cache = DynamicCache()  # full layers everywhere: the masks apply the sliding window
-    encoder_out = model.model.encoder(input_ids=ids, past_key_values=cache, use_cache=True)
+    encoder_out = model.model.encoder(input_ids=ids, cache=cache, use_cache=True)
     # The LM head is most of a tiny drafter's compute: score a random quarter of the positions
     # (an unbiased estimate of the full encoder loss).
     offset = int(torch.randint(obj.encoder_loss_stride, (1,)))
@@ -230,10 +231,10 @@ def diffusion_loss(model, ids: torch.Tensor, labels: torch.Tensor, obj: Diffusio
     sc_logits = None
     if self_condition:
         with torch.no_grad():
-            sc_logits = model(past_key_values=cache, decoder_input_ids=canvas, decoder_position_ids=positions,
+            sc_logits = model(cache=cache, decoder_input_ids=canvas, decoder_position_ids=positions,
                               decoder_attention_mask=masks).logits
     logits = model(
-        past_key_values=cache,
+        cache=cache,
         decoder_input_ids=canvas,
         decoder_position_ids=positions,
         decoder_attention_mask=masks,
@@ -342,10 +343,10 @@ def generate_distillation_data(verifier, stream: torch.Tensor, cfg: DistillConfi
         prompts = torch.stack([stream[s : s + prompt_len] for s in starts])
         # Hand-rolled greedy loop: generate() would do the same with more per-call overhead.
         cache = DynamicCache(config=verifier.config)
-        logits = verifier(input_ids=prompts, past_key_values=cache, use_cache=True).logits[:, -1]
+        logits = verifier(input_ids=prompts, cache=cache, use_cache=True).logits[:, -1]
         out = [logits.argmax(-1)]
         for _ in range(cfg.continuation_len - 1):
-            logits = verifier(input_ids=out[-1][:, None], past_key_values=cache, use_cache=True).logits[:, -1]
+            logits = verifier(input_ids=out[-1][:, None], cache=cache, use_cache=True).logits[:, -1]
             out.append(logits.argmax(-1))
         data[prompt_len].append(torch.cat([prompts, torch.stack(out, dim=1)], dim=1))
         batch_idx += 1

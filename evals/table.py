@@ -1,0 +1,182 @@
+"""The sweep's table: its columns, its row keys, and the durable journal rows go to first.
+
+Durability: each finished row is appended to a journal next to the output (``OUT.rows.jsonl``),
+flushed and fsynced before the next generation starts, so ``kill -9`` loses at most the row in
+flight. At the end the journal becomes the table (``.parquet`` or ``.csv``) and is removed. A row
+is identified by ``KEY_COLUMNS`` and appears once in the final table.
+
+Row columns (``ROW_COLUMNS``): the key, then
+
+- ``prompt_tokens``, ``new_tokens``, ``rounds``, ``proposed``, ``accepted``;
+- ``mean_acceptance_length`` (tokens committed per round, the verifier's token included) and
+  ``acceptance_rate`` (accepted over proposed draft tokens);
+- ``draft_s``, ``verify_s``, ``other_s``: round time spent drafting, verifying and on everything
+  else (acceptance, rollback, bookkeeping), summed from the ``RoundStats``; ``setup_s``: time
+  outside rounds (the verifier reading the prompt); ``total_s`` the whole call, and
+  ``tokens_per_s = new_tokens / total_s``;
+- ``position_judged`` and ``position_accepted``: per draft position, how many rounds judged it and
+  how many accepted it (``specdiff.metrics.position_counts``; lists, JSON text in a CSV);
+- ``loop_share``: the share of the output's 4-grams that already occurred earlier in it (a
+  looping output is trivially easy to draft, so read acceptance beside it);
+- ``output_hash``: a digest of the new token ids (greedy rows of one prompt must agree);
+- ``drafter``, ``verifier``: the models ("pocket" for the pocket pair).
+
+For ``method="ar"``: ``proposer = "plain"``, ``block_size = denoising_steps = 0``, one round per token, and all of
+``total_s`` counts as verifying. ``top_k = 0`` and ``top_p = 1.0`` mean no truncation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import numbers
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from specdiff.errors import SpecdiffError
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where used: `specdiff --help` stays fast
+
+KEY_COLUMNS = [
+    "suite",
+    "prompt_id",
+    "method",
+    "proposer",
+    "block_size",
+    "denoising_steps",
+    "temperature",
+    "top_k",
+    "top_p",
+    "seed",
+    "max_new_tokens",
+]
+ROW_COLUMNS = KEY_COLUMNS + [
+    "prompt_tokens",
+    "new_tokens",
+    "rounds",
+    "proposed",
+    "accepted",
+    "mean_acceptance_length",
+    "acceptance_rate",
+    "denoising_steps_used",
+    "draft_s",
+    "verify_s",
+    "other_s",
+    "setup_s",
+    "total_s",
+    "tokens_per_s",
+    "loop_share",
+    "output_hash",
+    "position_judged",
+    "position_accepted",
+    "drafter",
+    "verifier",
+]
+TIMING_COLUMNS = ["draft_s", "verify_s", "other_s", "setup_s", "total_s", "tokens_per_s"]
+LIST_COLUMNS = ["position_judged", "position_accepted"]
+SPECDIFF, AR = "specdiff", "ar"
+PLAIN, DIFFUSION = "plain", "diffusion"  # ``Proposer`` values, spelt out: this module loads without torch
+
+
+def row_key(row: dict[str, Any]) -> tuple:
+    return tuple(_normal(row[c]) for c in KEY_COLUMNS)
+
+
+def _normal(value: Any) -> Any:
+    # CSV and parquet round trips turn 0.0 into 0, ints into numpy ints and ids into numbers;
+    # keys compare in one canonical form.
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return int(value) if float(value).is_integer() else float(value)
+    return str(value)
+
+
+def output_hash(tokens: Sequence[int]) -> str:
+    return hashlib.sha256(json.dumps(list(tokens)).encode()).hexdigest()[:16]
+
+
+# -- the journal: one fsynced JSON line per finished row ------------------------------------------
+
+
+def journal_path(out: Path) -> Path:
+    return out.with_name(out.name + ".rows.jsonl")
+
+
+class Journal:
+    """An append-only JSONL file; each row is on disk before ``append`` returns."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> list[dict[str, Any]]:
+        """The finished rows; a torn last line (a kill mid-write) is dropped from the file."""
+        if not self.path.exists():
+            return []
+        data = self.path.read_bytes()
+        rows, good_end = [], 0
+        for line in data.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                break
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+            good_end += len(line)
+        if good_end < len(data):
+            with open(self.path, "r+b") as f:
+                f.truncate(good_end)
+        return rows
+
+    def append(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """A sweep table (``.parquet``, ``.csv`` or a journal ``.jsonl``) with list columns as lists."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise SpecdiffError(f"no results file at {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    elif suffix == ".csv":
+        text_columns = {c: str for c in ("suite", "prompt_id", "method", "output_hash", "drafter", "verifier")}
+        frame = pd.read_csv(path, dtype=text_columns, keep_default_na=False)
+    elif suffix == ".jsonl":
+        frame = pd.DataFrame(Journal(path).read(), columns=ROW_COLUMNS)
+    else:
+        raise SpecdiffError(f"{path} must be a .parquet, .csv or .jsonl sweep table")
+    missing = [c for c in ("prompt_id", "method", "block_size", "new_tokens", "total_s") if c not in frame.columns]
+    if missing:
+        raise SpecdiffError(f"{path} is not a sweep table: it lacks {', '.join(missing)}")
+    for column in LIST_COLUMNS:
+        if column in frame.columns:
+            frame[column] = [[int(x) for x in (json.loads(v) if isinstance(v, str) else v)] for v in frame[column]]
+    return frame
+
+
+def write_table(rows: list[dict[str, Any]], out: Path) -> pd.DataFrame:
+    """Write ``rows`` (deduplicated by key, last wins) atomically to ``out``; returns the table."""
+    import pandas as pd
+
+    unique = {row_key(r): r for r in rows}
+    frame = pd.DataFrame(list(unique.values()), columns=ROW_COLUMNS)
+    tmp = out.with_name(out.name + ".tmp")
+    if out.suffix.lower() == ".parquet":
+        frame.to_parquet(tmp, index=False)
+    else:
+        flat = frame.copy()
+        for column in LIST_COLUMNS:
+            flat[column] = [json.dumps(list(v)) for v in flat[column]]
+        flat.to_csv(tmp, index=False)
+    os.replace(tmp, out)
+    return frame
