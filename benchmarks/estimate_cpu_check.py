@@ -1,7 +1,8 @@
 """Does the cost model predict this CPU? Fit on some configurations and prompts, predict the rest.
 
-1. A sweep of the pocket pair (code suite, 8 prompts, blocks 2-32, steps 0-4, 48 new tokens, one
-   thread) unless ``--sweep`` names one already run (``benchmarks/results/estimate_cpu_sweep.parquet``).
+1. Two passes (seeds 0 and 1) of a sweep of the pocket pair (code suite, 8 prompts, blocks 2-32,
+   steps 0-4, 48 new tokens, one thread; about 6 minutes each), pooled to halve the machine's
+   noise; each is run only if its table is missing (``benchmarks/results/estimate_cpu_sweep*.parquet``).
 2. The CPU profile (``evals/profiles/hardware/CPU-1T.json``: efficiencies, per-forward and
    per-layer overheads, round bookkeeping) is fitted on the rounds of the TRAINING configurations
    (blocks 2, 8, 32 x steps 0, 1, 4) of the first half of the prompts only.
@@ -26,17 +27,17 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-SWEEP = ROOT / "benchmarks" / "results" / "estimate_cpu_sweep.parquet"
+SWEEPS = [ROOT / "benchmarks" / "results" / f"estimate_cpu_sweep{tag}.parquet" for tag in ("", "_seed1")]
 TABLE = ROOT / "tests" / "data" / "estimate_cpu_table.csv"
 RESULT = ROOT / "benchmarks" / "results" / "estimate_cpu_check.md"
 TRAIN_BLOCKS, TRAIN_STEPS = (2, 8, 32), (0, 1, 4)
 BAR = 0.15
 
 
-def run_sweep(out: Path) -> None:
+def run_sweep(out: Path, seed: int) -> None:
     command = [str(ROOT / ".venv" / "bin" / "specdiff"), "sweep", "--suite", "code", "--limit", "8",
                "--block-sizes", "2,4,8,16,32", "--steps", "0,1,2,4", "--max-new-tokens", "48", "--threads", "1",
-               "--out", str(out)]
+               "--seeds", str(seed), "--out", str(out)]
     subprocess.run(command, check=True)
 
 
@@ -78,7 +79,8 @@ def held_out_table(held: pd.DataFrame, hardware, drafter, verifier) -> pd.DataFr
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sweep", type=Path, default=SWEEP, help="a pocket-pair sweep table (run if missing)")
+    parser.add_argument("--sweeps", type=Path, nargs="+", default=SWEEPS,
+                        help="pocket-pair sweep tables, pooled (each run, with seed = its position, if missing)")
     parser.add_argument("--write", action="store_true", help="store the fitted profile and the held-out table")
     args = parser.parse_args()
 
@@ -90,9 +92,10 @@ def main() -> int:
     from specdiff.evals.roofline import PROFILE_DIR, Combine, load_hardware, load_model_profile, profile_to_json
     from specdiff.evals.sweep import read_results
 
-    if not args.sweep.exists():
-        run_sweep(args.sweep)
-    results = read_results(args.sweep)
+    for seed, path in enumerate(args.sweeps):
+        if not path.exists():
+            run_sweep(path, seed)
+    results = pd.concat([read_results(p) for p in args.sweeps], ignore_index=True)
     train, held = split(results)
     drafter, verifier = load_model_profile("pocket-drafter"), load_model_profile("pocket-verifier")
     base = load_hardware("CPU-1T")
@@ -113,7 +116,7 @@ def main() -> int:
     text = "\n".join([
         "# Cost model on this CPU: held-out configurations and prompts",
         "",
-        f"Sweep: `{args.sweep.relative_to(ROOT) if args.sweep.is_relative_to(ROOT) else args.sweep}`. "
+        f"Sweeps (pooled, two passes): {', '.join(f'`{p.name}`' for p in args.sweeps)}. "
         f"Fitted ({combine.value}) on blocks {TRAIN_BLOCKS} x steps {TRAIN_STEPS} of prompts "
         f"{sorted(train['prompt_id'].unique())}; predicted for the other configurations on the other prompts "
         "(block 0 = the verifier alone).",

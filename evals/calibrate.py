@@ -104,7 +104,8 @@ def fit_hardware(hardware: HardwareProfile, observations: list[Observation], *, 
             if best is None or loss < best[0]:
                 best = (loss, eff_bw, eff_flops, overheads)
     _, eff_bw, eff_flops, overheads = best
-    fitted = replace(hardware, bandwidth_efficiency=round(float(eff_bw), 4), flops_efficiency=round(float(eff_flops), 4),
+    fitted = replace(hardware, bandwidth_efficiency=round(float(eff_bw), 4),
+                     flops_efficiency=round(float(eff_flops), 4),
                      overhead_ms=round(float(overheads[0]), 4),
                      overhead_per_layer_ms=round(float(overheads[1]), 4) if per_layer else 0.0, combine=combine)
     return Fit(fitted, tuple(predict(fitted, o) / o.seconds - 1.0 for o in observations))

@@ -66,7 +66,8 @@ def acceptance_from_results(results: pd.DataFrame, block_sizes: tuple[int, ...] 
     for steps, group in spec.groupby("denoising_steps", sort=True):
         per_block = {int(b): _position_reach(g) for b, g in group.groupby("block_size")}
         largest = max(per_block)
-        wanted = block_sizes or tuple(sorted(set(per_block) | {2**i for i in range(largest.bit_length()) if 2**i <= largest}))
+        powers = {2**i for i in range(largest.bit_length())}
+        wanted = block_sizes or tuple(sorted(set(per_block) | powers))
         for block in wanted:
             if block > largest:
                 raise SpecdiffError(f"block size {block} is larger than any the sweep ran at {steps} steps "
@@ -101,7 +102,7 @@ def acceptance_from_lengths(entries: list[tuple[int, int, float]]) -> pd.DataFra
     """``ACCEPTANCE_COLUMNS`` from published (block size, steps, mean acceptance length) triples."""
     import pandas as pd
 
-    for block, steps, length in entries:
+    for block, _steps, length in entries:
         if not 1.0 <= length <= block + 1:
             raise SpecdiffError(f"a mean acceptance length of {length} is outside 1..{block + 1} for block {block}")
     rows = [dict(block_size=b, denoising_steps=s, steps_used=float(s), draft_share=1.0, tokens_per_round=float(t),
@@ -230,7 +231,7 @@ def estimate_beside_measured(results: pd.DataFrame, hardware: HardwareProfile, d
     from specdiff.evals.report import summarize
 
     parts = []
-    for (suite, temperature), group in results.groupby(["suite", "temperature"], sort=True):
+    for _key, group in results.groupby(["suite", "temperature"], sort=True):
         spec = summarize(group)
         spec = spec[spec["method"] == "specdiff"]
         if spec.empty:

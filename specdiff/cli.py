@@ -268,8 +268,9 @@ def _register_subcommands() -> None:
     # modules is cheap (heavy imports sit inside each command).
     from specdiff.cli_pocket import pocket_app
     from specdiff.evals.cli import bench, report, sweep
+    from specdiff.evals.cli_estimate import estimate
 
-    for command in (sweep, report, bench):
+    for command in (sweep, report, bench, estimate):
         app.command()(command)
     app.add_typer(pocket_app, name="pocket")
 
