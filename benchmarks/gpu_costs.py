@@ -32,7 +32,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from estimate_profiles import gemma_text_kwargs  # noqa: E402 - the cited real shapes live there
-
 from specdiff.evals.calibrate import Observation, fit_hardware  # noqa: E402
 from specdiff.evals.estimate import Forward  # noqa: E402
 from specdiff.evals.roofline import (  # noqa: E402

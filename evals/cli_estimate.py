@@ -8,7 +8,6 @@ from typing import Any
 
 import typer
 from rich.console import Console
-
 from specdiff.evals.cli import friendly_errors, parse_list
 
 console = Console()
@@ -32,10 +31,11 @@ _DEFAULTS = {f.name: f.default for f in fields(EstimateOptions)}
 
 def run_estimate(options: EstimateOptions) -> list[tuple[Any, Any]]:
     """Per hardware profile, ``(profile, estimate table)``; every input is checked before any estimate."""
-    from specdiff.errors import SpecdiffError
     from specdiff.evals.estimate import Workload, acceptance_from_results, estimate
     from specdiff.evals.roofline import check_dtype, load_hardware, load_model_profile
     from specdiff.evals.sweep import read_results
+
+    from specdiff.errors import SpecdiffError
 
     check_dtype(options.dtype)
     if options.context < 0:
@@ -65,8 +65,15 @@ def estimate(
     from rich.table import Table
 
     options = EstimateOptions(trace, parse_list(hardware, str, "--hardware"), drafter, verifier, dtype, context, top)
+    from specdiff.evals.roofline import DTYPE_BYTES, load_model_profile
+
+    weights_gb = sum(load_model_profile(m).total_params for m in (options.verifier, options.drafter)) * DTYPE_BYTES[
+        options.dtype] / 1e9
     for hw, table in run_estimate(options):
         best = table.iloc[0]
+        if weights_gb > hw.memory_gb:
+            console.print(f"[yellow]warning:[/] both models' weights take {weights_gb:.0f} GB at {options.dtype}, "
+                          f"more than the {hw.memory_gb:.0f} GB of {hw.name}; try a narrower --dtype")
         view = Table(title=f"{options.verifier} + {options.drafter} on {hw.name} ({options.dtype})",
                      title_justify="left")
         for column in ("block", "steps", "tokens/round", "draft ms", "verify ms", "tokens/s", "speedup"):

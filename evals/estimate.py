@@ -236,8 +236,7 @@ def estimate_beside_measured(results: pd.DataFrame, hardware: HardwareProfile, d
         spec = spec[spec["method"] == "specdiff"]
         if spec.empty:
             continue
-        blocks = tuple(sorted(int(b) for b in spec["block_size"].unique()))
-        predicted = estimate(acceptance_from_results(group, blocks), hardware, drafter, verifier, dtype, workload)
+        predicted = estimate(acceptance_from_results(group), hardware, drafter, verifier, dtype, workload)
         predicted = predicted[["block_size", "denoising_steps", "tokens_per_s", "speedup"]].rename(
             columns={"tokens_per_s": "predicted_tokens_per_s", "speedup": "predicted_speedup"})
         view = spec[["suite", "temperature", "block_size", "denoising_steps", "mean_acceptance_length",
