@@ -158,6 +158,11 @@ def read_results(path: str | Path) -> pd.DataFrame:
     missing = [c for c in ("prompt_id", "method", "block_size", "new_tokens", "total_s") if c not in frame.columns]
     if missing:
         raise SpecdiffError(f"{path} is not a sweep table: it lacks {', '.join(missing)}")
+    if "proposer" not in frame.columns:
+        # Tables written before proposers were peers: 0 denoising steps was the n-gram lookup.
+        frame.insert(frame.columns.get_loc("method") + 1, "proposer",
+                     [PLAIN if m == AR else ("ngram" if s == 0 else DIFFUSION)
+                      for m, s in zip(frame["method"], frame["denoising_steps"], strict=True)])
     for column in LIST_COLUMNS:
         if column in frame.columns:
             frame[column] = [[int(x) for x in (json.loads(v) if isinstance(v, str) else v)] for v in frame[column]]

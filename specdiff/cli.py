@@ -224,10 +224,11 @@ def tiny_build(out: Path = typer.Argument(..., help="Folder to write verifier/ a
 def _register_subcommands() -> None:
     # The evals commands and the pocket recipe live beside the code they drive; importing their
     # modules is cheap (heavy imports sit inside each command).
+    from specdiff.cli_estimate import estimate
     from specdiff.cli_evals import bench, report, sweep
     from specdiff.cli_pocket import pocket_app
 
-    for command in (sweep, report, bench):
+    for command in (sweep, report, bench, estimate):
         app.command()(command)
     app.add_typer(pocket_app, name="pocket")
 
