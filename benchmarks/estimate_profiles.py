@@ -56,8 +56,9 @@ def gemma_text_kwargs(moe: bool) -> dict:
 
 def config_profiles() -> list[ModelProfile]:
     """The profiles derived from transformers configs."""
-    from specdiff.loaders import POCKET_DIR
     from transformers import AutoConfig, DiffusionGemmaConfig, Gemma4TextConfig
+
+    from specdiff.loaders import POCKET_DIR
 
     tiny_vision = {"model_type": "gemma4_vision", "hidden_size": 16, "num_hidden_layers": 1,
                    "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 8, "intermediate_size": 32}

@@ -101,14 +101,14 @@ def time_verifier(model, context: int, widths: list[int], device: str, repeats: 
     vocab = model.config.vocab_size
     cache = DynamicCache(config=model.config)
     cache.activate_past_recording()
-    model(input_ids=torch.randint(0, vocab, (1, context), device=device), past_key_values=cache, use_cache=True)
+    model(input_ids=torch.randint(0, vocab, (1, context), device=device), cache=cache, use_cache=True)
     cache.crop(0)
     out = {}
     for k in widths:
         ids = torch.randint(0, vocab, (1, k), device=device)
 
         def step(ids=ids, k=k):
-            model(input_ids=ids, past_key_values=cache, use_cache=True)
+            model(input_ids=ids, cache=cache, use_cache=True)
             cache.crop(-k)  # roll back, as a rejected draft is
 
         out[k] = median_seconds(step, device, repeats)
@@ -126,11 +126,11 @@ def time_denoising_step(model, context: int, device: str, repeats: int) -> float
     prompt = torch.randint(0, vocab, (1, context), device=device)
     canvas = torch.randint(0, vocab, (1, canvas_length), device=device)
     canvas_positions = torch.arange(context, context + canvas_length, device=device)[None]
-    model.model(input_ids=prompt, past_key_values=cache, decoder_input_ids=canvas,
+    model.model(input_ids=prompt, cache=cache, decoder_input_ids=canvas,
                 decoder_position_ids=canvas_positions, use_cache=True)  # the encoder fills the cache once
 
     def step():
-        out = model.model(past_key_values=cache, decoder_input_ids=canvas, decoder_position_ids=canvas_positions,
+        out = model.model(cache=cache, decoder_input_ids=canvas, decoder_position_ids=canvas_positions,
                           use_cache=True)  # the decoder never writes the cache
         model.lm_head(out.last_hidden_state)
 
