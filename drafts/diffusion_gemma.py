@@ -56,6 +56,10 @@ from specdiff.loading import load_model, load_tokenizer
 from specdiff.protocols import Choice, Draft, Proposer, SideReport
 from specdiff.sampling import sample_categorical
 
+# DiffusionGemma's published checkpoint caps a canvas at 48 denoising steps; a checkpoint that
+# records no cap gets the same.
+DEFAULT_MAX_STEPS = 48
+
 # transformers' defaults for a checkpoint whose generation config leaves a value unset.
 _REFERENCE_DEFAULTS = {
     "entropy_bound": 0.1,
@@ -163,6 +167,9 @@ class DiffusionGemmaDrafter:
         self.context_seed = ContextSeed.resolve(context_seed, model.config)
         self.canvas_length: int = int(model.config.canvas_length)
         self.max_block_size = self.canvas_length
+        # The checkpoint's own cap (48 on DiffusionGemma): more steps than it was tuned for only cost.
+        self.max_denoising_steps: int = int(getattr(model.generation_config, "max_denoising_steps", None)
+                                            or DEFAULT_MAX_STEPS)
         self.vocab_size: int = int(model.config.text_config.vocab_size)
 
     @classmethod

@@ -19,6 +19,9 @@ Shipped suites, of clearly different predictability, 30 prompts each:
 ``prose``
     Not code: a paragraph or two of a software licence from ``/usr/share/common-licenses``
     (Apache, GPL, LGPL, MPL, GFDL, Artistic, CC0); the model continues the legal English.
+``packages`` (held out)
+    Code continuation, as ``code``, from the sources of installed third-party packages (rich,
+    pandas, click, ...): never used to tune a policy, only to check one.
 
 The code suites come from ``specdiff.training.corpus.heldout_files()``, files the pocket pair never saw.
 ``python -m specdiff.evals.suites`` rebuilds the shipped files; the choice is seeded and a pure
@@ -39,6 +42,12 @@ from specdiff.errors import SpecdiffError
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 BUILTIN_SUITES = ("code", "functions", "prose")
+# Held out from every tuning decision: policies' constants are chosen on BUILTIN_SUITES only and
+# checked here (the tiny tokenizer, trained on BUILTIN_SUITES, never sees these either).
+HELDOUT_SUITES = ("packages",)
+# Installed packages the project depends on, whose sources the ``packages`` suite cuts prompts from.
+PACKAGES = ("rich", "typer", "click", "packaging", "pandas", "huggingface_hub", "jinja2", "fsspec", "filelock",
+            "pygments", "hypothesis", "matplotlib", "accelerate")
 PROMPTS_PER_SUITE = 30
 MAX_PROMPT_CHARS = 600  # about 150-200 pocket tokens: prompt + 64 new tokens fits the 256 it trained on
 MAX_PROMPT_LINES = 24
@@ -80,12 +89,13 @@ class Suite:
 def load_suite(name_or_path: str | Path) -> Suite:
     """A shipped suite by name, or a user's ``.jsonl``, ``.csv`` or ``.parquet`` file (see module docs)."""
     text = str(name_or_path)
-    if text in BUILTIN_SUITES:
+    if text in BUILTIN_SUITES + HELDOUT_SUITES:
         return Suite(text, _read_jsonl(SUITES_DIR / f"{text}.jsonl"))
     path = Path(text).expanduser()
     if not path.is_file():
         raise SpecdiffError(
-            f"unknown suite {text!r}: pass one of {', '.join(BUILTIN_SUITES)} or a .jsonl, .csv or .parquet file"
+            f"unknown suite {text!r}: pass one of {', '.join(BUILTIN_SUITES + HELDOUT_SUITES)} or a .jsonl, .csv "
+            "or .parquet file"
         )
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
@@ -179,6 +189,26 @@ def _heldout_sources() -> list[tuple[str, str]]:
     return [(rel, read_source(rel)) for rel in heldout_files() if not _is_table_module(read_source(rel))]
 
 
+def _package_sources(packages: Sequence[str] = PACKAGES) -> list[tuple[str, str]]:
+    """``(path, text)`` of every module of ``packages`` (tests and vendored code left out), sorted."""
+    import importlib.util
+
+    sources = []
+    for name in packages:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise SpecdiffError(f"package {name} is not installed; the packages suite is built from {PACKAGES}")
+        root = Path(spec.origin).parent
+        for path in sorted(root.rglob("*.py")):
+            rel = path.relative_to(root.parent).as_posix()
+            if "test" in rel or "vendor" in rel:
+                continue
+            text = path.read_text(encoding="utf-8", errors="replace")
+            if not _is_table_module(text):
+                sources.append((rel, text))
+    return sources
+
+
 def _tail(lines: list[str], end: int) -> str:
     """The last lines before ``end``, at most MAX_PROMPT_LINES lines and MAX_PROMPT_CHARS characters."""
     start = max(0, end - MAX_PROMPT_LINES)
@@ -250,6 +280,8 @@ def build_suites(out_dir: Path = SUITES_DIR) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = _heldout_sources()
     built = {"code": code_prompts(sources), "functions": function_prompts(sources), "prose": prose_prompts()}
+    packages = code_prompts(random.Random("packages").sample(_package_sources(), 60))
+    built["packages"] = [Prompt(p.id.replace("code", "packages"), p.prompt, p.meta) for p in packages]
     paths = {}
     for name, prompts in built.items():
         paths[name] = out_dir / f"{name}.jsonl"

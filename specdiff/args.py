@@ -25,7 +25,8 @@ class GenerateArgs:
     Attributes:
         max_new_tokens: the most new tokens to produce (0 returns nothing).
         temperature: 0 for greedy decoding, else the verifier's sampling temperature.
-        top_k, top_p: the verifier's truncation (None: none).
+        top_k, top_p: the verifier's truncation (None: none; top_k 0 also means none, as in
+            transformers and the sweep).
         seed: makes the drafter's noise and the sampling repeatable.
         eos_token_id: None for the verifier's generation config, an id, a tuple of ids, or () (never stop).
         block_size: draft tokens per round; with ``denoising_steps`` and ``proposer``, overrides the
@@ -60,6 +61,8 @@ class GenerateArgs:
                 f"denoising_steps must be >= 1 (got {self.denoising_steps}); to draft without a model, "
                 "pass proposer='ngram'"
             )
+        if self.top_k == 0:
+            object.__setattr__(self, "top_k", None)
         if isinstance(self.proposer, str):
             object.__setattr__(self, "proposer", proposer_named(self.proposer))
         if self.proposer is Proposer.PLAIN:

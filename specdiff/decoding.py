@@ -17,16 +17,18 @@ and ``max_new_tokens`` cut a round's tokens exactly where the verifier's ``gener
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, is_dataclass, replace
 from typing import Any
 
 import torch
 
 from specdiff.acceptance import AcceptanceOutcome, greedy_accept, stochastic_accept
 from specdiff.args import GenerateArgs
-from specdiff.controllers import Adaptive, Controller, Fixed, check_choice
+from specdiff.controllers import Adaptive, Controller, Fixed, check_choice, check_steps
+from specdiff.controllers.cost import nominal_seconds
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import GenerationResult, RoundStats
 from specdiff.prompts import prompt_token_ids
@@ -122,6 +124,11 @@ class SpeculativeDecoder:
                 )
 
     @property
+    def max_steps(self) -> int | None:
+        """The diffusion drafter's most denoising steps a round (None without one)."""
+        return getattr(self.proposers.get(Proposer.DIFFUSION), "max_denoising_steps", None)
+
+    @property
     def limits(self) -> dict[Proposer, int]:
         """The largest block each proposer drafts (what the controller is told at every reset)."""
         return {kind: engine.max_block_size for kind, engine in self.proposers.items()}
@@ -146,9 +153,15 @@ class SpeculativeDecoder:
 
     def _controller_for(self, args: GenerateArgs) -> Controller:
         """The call's controller: explicit block, steps or proposer override the decoder's policy
-        with a fixed one (the decoder's own ``Fixed`` fills what the call leaves out)."""
+        with a fixed one (the decoder's own ``Fixed`` fills what the call leaves out). A seeded call
+        gets a fresh copy of the decoder's policy (what it learnt from earlier calls would make the
+        run depend on them); the loop then feeds it the nominal clock (``nominal_seconds``)."""
+        if args.denoising_steps is not None:
+            check_steps(args.denoising_steps, maximum=self.max_steps)
         if not args.overrides_controller:
-            return self.controller
+            if args.seed is None:
+                return self.controller
+            return replace(self.controller) if is_dataclass(self.controller) else copy.deepcopy(self.controller)
         default = self.controller if isinstance(self.controller, Fixed) else None
         proposer = args.proposer or (default.proposer if default else None)
         if proposer is None:
@@ -189,7 +202,10 @@ class SpeculativeDecoder:
         self, prompt_ids: torch.Tensor, args: GenerateArgs, controller: Controller, eos_ids: tuple[int, ...]
     ) -> Iterator[Round]:
         device = self.verifier.device
-        sampling, max_new_tokens, limits = args.sampling, args.max_new_tokens, self.limits
+        sampling, max_new_tokens, limits, max_steps = args.sampling, args.max_new_tokens, self.limits, self.max_steps
+        # A seeded run's policy learns from nominal seconds, so its choices (and so the drafter's
+        # draws from the generator) repeat; the stats it yields keep the measured ones.
+        clock = nominal_seconds if args.seed is not None else None
         generator = torch.Generator(device=device)
         if args.seed is None:
             generator.seed()
@@ -204,7 +220,7 @@ class SpeculativeDecoder:
         round_index = 0
         while len(committed) < max_new_tokens:
             choice = controller.choose()
-            check_choice(choice, limits)
+            check_choice(choice, limits, max_steps)
             # A round commits at most K + 1 tokens, so never draft past the end of the output.
             k = min(choice.block_size, max_new_tokens - len(committed) - 1)
             proposer = choice.proposer if k > 0 else Proposer.PLAIN
@@ -250,7 +266,7 @@ class SpeculativeDecoder:
                 proposer=proposer,
                 side_reach=side_reach(None if draft is None else draft.side, kept),
             )
-            controller.observe(stats)
+            controller.observe(stats if clock is None else clock(stats))
             round_index += 1
             yield Round(token_ids=kept, stats=stats)
             if done:

@@ -12,6 +12,7 @@ CASES = [
     (dict(block_size=CANVAS + 1), "largest block"),
     (dict(denoising_steps=0), "proposer='ngram'"),
     (dict(denoising_steps=-1), "denoising_steps must be >= 1"),
+    (dict(denoising_steps=49), "more than the drafter's 48"),
     (dict(proposer="ngram"), "ngram proposer is not among"),
     (dict(proposer="beam"), "unknown proposer 'beam'"),
     (dict(proposer="ngram", denoising_steps=2), "denoising_steps apply to the diffusion drafter"),
@@ -23,7 +24,7 @@ CASES = [
     (dict(colour="red"), "unknown generation argument"),
     (dict(temperature=1.0, top_p=0.0), r"top_p must be in \(0, 1\]"),
     (dict(temperature=1.0, top_p=1.5), r"top_p must be in \(0, 1\]"),
-    (dict(temperature=1.0, top_k=0), "top_k must be >= 1"),
+    (dict(temperature=1.0, top_k=-1), "top_k must be >= 1"),
     (dict(max_new_tokens=SHAPE.max_position_embeddings), "exceeds the verifier's"),
 ]
 

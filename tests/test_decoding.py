@@ -102,6 +102,33 @@ def test_stream_yields_rounds_that_add_up(decoder):
     assert all(len(r.token_ids) == r.stats.committed for r in rounds)
 
 
+def test_a_seeded_run_repeats_under_the_adaptive_policy(drafter, verifier):
+    """Adaptive learns from seconds, and measured seconds never repeat: a seeded run feeds it the
+    nominal clock and starts it afresh, so its choices, and the sampled text, repeat exactly, even
+    after the decoder learnt from other runs."""
+    from specdiff.controllers import Adaptive
+    from specdiff.drafts import NgramLookup
+
+    from specdiff import SpeculativeDecoder
+
+    def make() -> SpeculativeDecoder:
+        lookup = NgramLookup(verifier.vocab_size, max_block_size=drafter.canvas_length)
+        return SpeculativeDecoder([drafter, lookup], verifier, controller=Adaptive())
+
+    prompt = prompt_of(6) * 3
+    kwargs = dict(max_new_tokens=60, temperature=0.7, seed=1, eos_token_id=[])
+    seasoned = make()
+    seasoned.generate(prompt, max_new_tokens=60, eos_token_id=[])  # unseeded: learns from the clock
+    runs = [make().generate(prompt, **kwargs), make().generate(prompt, **kwargs), seasoned.generate(prompt, **kwargs)]
+
+    def choices(result):
+        return [(s.proposer, s.block_size, s.denoising_steps, s.proposed) for s in result.stats]
+
+    assert runs[0].token_ids == runs[1].token_ids == runs[2].token_ids
+    assert choices(runs[0]) == choices(runs[1]) == choices(runs[2])
+    assert len({c[0] for c in choices(runs[0])}) > 1  # the policy really moved between proposers
+
+
 def test_seeded_sampling_repeats(decoder):
     prompt = prompt_of(6)
     kwargs = dict(max_new_tokens=20, block_size=4, denoising_steps=2, temperature=1.0, top_k=20,

@@ -39,17 +39,24 @@ class Controller(Protocol):
     #     confidence ``[K]`` in each position; called between ``choose`` and ``observe``."""
 
 
-def check_steps(denoising_steps: int, name: str = "denoising_steps") -> None:
-    """Refuse a diffusion step count below 1; ``name`` is what the message calls the value."""
+def check_steps(denoising_steps: int, name: str = "denoising_steps", maximum: int | None = None) -> None:
+    """Refuse a diffusion step count below 1 or above the drafter's ``maximum``; ``name`` is what
+    the message calls the value."""
     if denoising_steps < 1:
         raise SpecdiffError(
             f"{name} must be >= 1 (got {denoising_steps}); to draft without running a model, "
             "use the n-gram proposer (proposer 'ngram') instead of 0 steps"
         )
+    if maximum is not None and denoising_steps > maximum:
+        raise SpecdiffError(
+            f"{name} {denoising_steps} is more than the drafter's {maximum} (each step denoises the whole "
+            f"canvas, about one drafter forward); use at most {maximum}"
+        )
 
 
-def check_choice(choice: Choice, limits: Limits) -> None:
-    """Refuse a choice the decoder's proposers cannot run, naming the fix."""
+def check_choice(choice: Choice, limits: Limits, max_steps: int | None = None) -> None:
+    """Refuse a choice the decoder's proposers cannot run, naming the fix (``max_steps``: the
+    diffusion drafter's most denoising steps, when known)."""
     if choice.proposer is Proposer.PLAIN:
         return
     if choice.proposer not in limits:
@@ -65,7 +72,7 @@ def check_choice(choice: Choice, limits: Limits) -> None:
             f"(got {choice.block_size}); pick a block size in that range"
         )
     if choice.proposer.denoises:
-        check_steps(choice.denoising_steps)
+        check_steps(choice.denoising_steps, maximum=max_steps)
 
 
 def canvas_of(limits: Limits) -> int:

@@ -331,3 +331,23 @@ class CostModel:
             return verify_s
         lookup = choice_proposer is Proposer.NGRAM
         return float(self.draft_many(denoising_steps, block_size, lookup)) + verify_s
+
+
+# A seeded run's clock: nominal seconds, in units of one 1-token verifier forward, so that a policy
+# that learns from seconds makes the same choices on every run (measured seconds never repeat).
+# The ratios follow the pocket pair on a CPU: a denoising step about half a verifier forward, a
+# verifier forward over K + 1 tokens slowly rising, the n-gram lookup nearly free.
+NOMINAL_VERIFY = (1.0, 0.02)  # intercept, per extra token scored
+NOMINAL_STEP, NOMINAL_DRAFT_TOKEN, NOMINAL_LOOKUP = 0.5, 0.005, 0.01
+
+
+def nominal_seconds(stats: RoundStats) -> RoundStats:
+    """``stats`` with its seconds replaced by the nominal clock's (a pure function of the round)."""
+    verify = NOMINAL_VERIFY[0] + NOMINAL_VERIFY[1] * stats.proposed
+    if stats.proposer is Proposer.DIFFUSION:
+        draft = NOMINAL_STEP * stats.denoising_steps_used + NOMINAL_DRAFT_TOKEN * stats.block_size
+    elif stats.proposer is Proposer.PLAIN:
+        draft = 0.0
+    else:
+        draft = NOMINAL_LOOKUP
+    return replace(stats, draft_s=draft, verify_s=verify, other_s=0.0)
