@@ -1,13 +1,11 @@
-"""What canvas recycling, and Adaptive's cut on the drafter's confidence, do. Prints a table.
+"""What canvas recycling does. Prints a table.
 
     python benchmarks/controller_bench.py                      # recycling: the pocket pair, code suite
     python benchmarks/controller_bench.py --suite prose --prompts 6 --max-new-tokens 96
     python benchmarks/controller_bench.py --drafter D --verifier V --ar-drafter A
-    python benchmarks/controller_bench.py --cut --prompts 8 --max-new-tokens 256 --out F.csv
 
-Recycling (the default): ``Fixed(block, steps, recycle)`` at 1 and 2 denoising steps, with and
-without recycling. ``--cut``: ``Adaptive()`` beside ``Adaptive(cut_on_confidence=False)``, with
-``heuristic`` and ``Fixed(block, 1)`` for scale. Both run by ``specdiff bench``'s own machinery
+``Fixed(block, steps, recycle)`` at 1 and 2 denoising steps, with and without recycling, run by
+``specdiff bench``'s own machinery
 (``specdiff.evals.bench``: greedy, interleaved per prompt, every output checked against the
 verifier's own ``generate()``): tokens/s, mean acceptance length (tokens committed per round,
 the verifier's token included) and acceptance rate. The policies themselves (fixed_best,
@@ -19,8 +17,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from specdiff.controller import Adaptive, Fixed
 from specdiff.evals.bench import BENCH_METHODS, BenchConfig, BenchMethod, run_bench, speculative
+
+from specdiff.controllers import Fixed
 
 
 def recycling_methods(block_size: int) -> dict[str, BenchMethod]:
@@ -34,16 +33,6 @@ def recycling_methods(block_size: int) -> dict[str, BenchMethod]:
     }
 
 
-def cut_methods(block_size: int) -> dict[str, BenchMethod]:
-    """Bench methods: Adaptive with and without the cut, and ``Fixed(block_size, 1)``."""
-    return {
-        "adaptive": BENCH_METHODS["adaptive"],
-        "adaptive cut=off": BenchMethod(speculative(lambda ctx: Adaptive(cut_on_confidence=False))),
-        "heuristic": BENCH_METHODS["heuristic"],
-        f"fixed {block_size} x 1": BenchMethod(speculative(lambda ctx: Fixed(block_size, 1))),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--drafter")
@@ -53,12 +42,10 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--block-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--cut", action="store_true", help="compare Adaptive with and without its cut")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    out = args.out or Path(f"benchmarks/results/{'cut' if args.cut else 'recycling'}.csv")
-
-    methods = cut_methods(args.block_size) if args.cut else recycling_methods(args.block_size)
+    out = args.out or Path("benchmarks/results/recycling.csv")
+    methods = recycling_methods(args.block_size)
     BENCH_METHODS.update(methods)  # the registry is how the bench takes new methods
     config = BenchConfig(out=out, suite=args.suite, max_new_tokens=args.max_new_tokens,
                          methods=("ar", *methods), limit=args.prompts, threads=args.threads,
@@ -67,8 +54,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     result.summary.to_csv(out, index=False)
     columns = ["method", "tokens_per_s", "speedup_vs_ar", "mean_acceptance_length", "acceptance_rate"]
-    title = "Adaptive's cut on the drafter's confidence" if args.cut else "Canvas recycling"
-    print(f"\n{title} ({args.suite}, {args.prompts} prompts, {args.max_new_tokens} new tokens, "
+    print(f"\nCanvas recycling ({args.suite}, {args.prompts} prompts, {args.max_new_tokens} new tokens, "
           f"block {args.block_size}, greedy outputs identical: {result.identical})")
     print(result.summary[columns].round(3).to_string(index=False))
 

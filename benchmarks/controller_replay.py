@@ -40,7 +40,6 @@ from specdiff.loaders import load_pocket
 # Adaptive without one mechanism each (replayed only): what each one adds.
 ABLATIONS = {
     "adaptive, no lookup": "no-lookup",
-    "adaptive, cut off": dict(cut_on_confidence=False),
     "adaptive, no escalation": dict(escalate=False),
     "adaptive, exploring 1 round in 16": dict(explore_every=16),
     "adaptive, no exploration": dict(explore_every=10**9),

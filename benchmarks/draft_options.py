@@ -28,6 +28,7 @@ from specdiff.drafts import ContextSeed, ProposalMode
 from specdiff.evals.suites import load_suite
 
 from specdiff.loaders import load_pocket
+from specdiff.protocols import Choice
 
 
 def acceptance_length(decoder, prompts: list, seeds: int = 1, **kwargs) -> float:
@@ -55,14 +56,14 @@ def round_costs(decoder, ids: torch.Tensor) -> dict[str, float]:
     verifier = decoder.verifier.model
     with torch.no_grad():
         cache = DynamicCache(config=verifier.config)
-        last = verifier(ids, past_key_values=cache, use_cache=True).logits[:, -1:].argmax(-1)
+        last = verifier(ids, cache=cache, use_cache=True).logits[:, -1:].argmax(-1)
         # The cache grows by one token a call, as in plain decoding.
-        verifier_ms = median_ms(lambda: verifier(last, past_key_values=cache, use_cache=True))
+        verifier_ms = median_ms(lambda: verifier(last, cache=cache, use_cache=True))
     session = decoder.drafter.session(ids)
     generator = torch.Generator().manual_seed(0)
-    session.propose(ids[:, :0], 8, 1, generator)  # encodes the prompt
-    step_ms = median_ms(lambda: session.propose(ids[:, :0], 8, 1, generator))
-    round_ms = median_ms(lambda: session.propose(ids[:, -3:], 8, 1, generator))
+    session.propose(ids[:, :0], Choice.diffusion(8, 1), generator)  # encodes the prompt
+    step_ms = median_ms(lambda: session.propose(ids[:, :0], Choice.diffusion(8, 1), generator))
+    round_ms = median_ms(lambda: session.propose(ids[:, -3:], Choice.diffusion(8, 1), generator))
     return {"verifier decoding step (1 token)": verifier_ms, "one denoising step (canvas 64)": step_ms,
             "1-step round, appending 3 committed tokens": round_ms}
 

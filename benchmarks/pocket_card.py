@@ -68,7 +68,9 @@ def draft_accuracy(decoder, ar_model, prompts: list, positions: int = 8, cuts: i
     when it equals the verifier's token, whatever the earlier positions did.
     """
     import torch
-    from specdiff.evals.sweep import verifier_generate
+    from specdiff.evals.running import verifier_generate
+
+    from specdiff.protocols import Choice
 
     engine = decoder.drafter
     lookup = engine.context_seed or ContextSeed()
@@ -85,7 +87,7 @@ def draft_accuracy(decoder, ar_model, prompts: list, positions: int = 8, cuts: i
                 break
             for name, (first, context_seed) in variants.items():
                 engine.encoder_first_token, engine.context_seed = first, context_seed
-                draft = engine.session(full[:, :cut]).propose(full[:, :0], positions, 1,
+                draft = engine.session(full[:, :cut]).propose(full[:, :0], Choice.diffusion(positions, 1),
                                                               torch.Generator().manual_seed(cut))
                 rows[name].append((draft.tokens[0] == truth).float())
             rollout = ar_model.generate(full[:, :cut], attention_mask=torch.ones_like(full[:, :cut]),

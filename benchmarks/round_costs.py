@@ -1,5 +1,5 @@
 """What a round costs inside the decode loop, and how well the drafter's confidence predicts
-acceptance: the figures behind ``specdiff.cost`` and ``Adaptive``'s cut. Prints two tables.
+acceptance: the figures behind ``specdiff.controllers.cost`` and the drafter's calibration. Prints two tables.
 
     python benchmarks/round_costs.py              # about 3 minutes on 2 CPU cores
 
@@ -9,7 +9,7 @@ acceptance: the figures behind ``specdiff.cost`` and ``Adaptive``'s cut. Prints 
    generation's first round is left out (its draft also encodes the prompt). Timed in the loop,
    where drafter and verifier take turns, not alone.
 2. Calibration: at block 64 and one step, greedy, on the first 8 code prompts at 256 new tokens,
-   per bin of the drafter's confidence (``specdiff.controller.CONFIDENCE_EDGES``): the positions
+   per bin of the drafter's confidence (``CONFIDENCE_EDGES below``): the positions
    judged (each round's accepted ones and its first rejected one) and the share accepted.
 
 One torch thread (``--threads``); every generation is seeded, so the calibration repeats exactly;
@@ -25,10 +25,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from specdiff.controller import CONFIDENCE_EDGES, Fixed, confidence_bins
 from specdiff.evals.suites import load_suite
 
+from specdiff.controllers import Fixed
 from specdiff.loaders import load_pocket
+
+# Bins of the drafter's confidence (its largest probability at a position).
+CONFIDENCE_EDGES = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+def confidence_bins(confidence: np.ndarray) -> np.ndarray:
+    return np.searchsorted(np.asarray(CONFIDENCE_EDGES), confidence, side="right")
 
 
 @dataclass

@@ -106,10 +106,10 @@ def test_a_seeded_run_repeats_under_the_adaptive_policy(drafter, verifier):
     """Adaptive learns from seconds, and measured seconds never repeat: a seeded run feeds it the
     nominal clock and starts it afresh, so its choices, and the sampled text, repeat exactly, even
     after the decoder learnt from other runs."""
-    from specdiff.controllers import Adaptive
     from specdiff.drafts import NgramLookup
 
     from specdiff import SpeculativeDecoder
+    from specdiff.controllers import Adaptive
 
     def make() -> SpeculativeDecoder:
         lookup = NgramLookup(verifier.vocab_size, max_block_size=drafter.canvas_length)

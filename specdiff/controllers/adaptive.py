@@ -16,11 +16,9 @@ compares the best with plain decoding. Its mechanisms, and why each is there:
 - Hysteresis: a choice changes only when the best beats it by ``hysteresis``.
 - Side reports: a diffusion round reports how far the lookup's guess (its canvas seed) went, which
   counts as lookup evidence, so a few early failed lookup rounds do not keep the policy off it.
-- Escalation: a block accepted whole (uncut) doubles the next; how far its run went is censored.
+- Escalation: an n-gram block accepted whole doubles the next; how far its run went is censored.
 - Fall-back and probes: when nothing beats plain decoding, rounds run plain; a probe drafts after
   ``probe_after`` plain rounds, and each failed probe doubles the wait.
-- The cut (``cut_on_confidence``): only the leading tokens of a drafted block worth verifying are
-  verified, by the drafter's calibrated confidence (``specdiff.controllers.cut``).
 - ``decide_every``: the choice is re-weighed every few rounds (at once on entering a regime or
   after a probe), since weighing is most of the policy's own compute.
 
@@ -36,7 +34,6 @@ import numpy as np
 
 from specdiff.controllers.base import Limits, canvas_of
 from specdiff.controllers.cost import CostModel
-from specdiff.controllers.cut import Calibration, best_cut
 from specdiff.controllers.reach import ReachCounts, block_grid, regime_of
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import RoundStats
@@ -62,9 +59,6 @@ class Adaptive:
     prior_acceptance: float = 0.5
     prior_strength: float = 2.0
     regime_edges: tuple[int, ...] = (16,)  # (): no buckets (the whole-block flag still splits)
-    cut_on_confidence: bool = True
-    # Calibration is a property of the drafter and the verifier, not of the prompt: a long memory, in rounds.
-    calibration_memory: float = 256.0
     escalate: bool = True
     decide_every: int = 4
 
@@ -84,8 +78,6 @@ class Adaptive:
             raise SpecdiffError(f"regime_edges must be ascending distinct counts >= 1 (got {self.regime_edges})")
         if self.decide_every < 1:
             raise SpecdiffError(f"decide_every must be >= 1 round (got {self.decide_every})")
-        if self.calibration_memory < 1:
-            raise SpecdiffError(f"calibration_memory must be >= 1 round (got {self.calibration_memory})")
         # Regimes: one per bucket of the last drafted round's accepted count and whole-block flag
         # (``regime_of``), and one for a generation's start (nothing drafted yet), the last index.
         self.regimes = 2 * (len(self.regime_edges) + 1) + 1
@@ -118,7 +110,6 @@ class Adaptive:
         # starts with a probe round.
         self.plain_streak = self.probe_interval
         self.explore_turn = 0
-        self.last_confidence: np.ndarray | None = None  # [K]: the confidence the last cut saw, whole block
         if self.warmed_up:
             # Only the start of a generation is in the fresh regime, so its choice is made here, from
             # the first rounds of earlier generations and (through the shrinkage) everything else.
@@ -137,25 +128,12 @@ class Adaptive:
             return replace(best, block_size=max(best.block_size, min(self.start_block_size, self.limit_of(best))))
         if (self.rounds_seen - len(self.warmup)) % self.explore_every == self.explore_every - 1:
             return self._neighbour()
-        lookup = self.current.proposer is Proposer.NGRAM
-        if self.escalate and self.binding and (lookup or self._cutting()):
+        if self.escalate and self.binding and self.current.proposer is Proposer.NGRAM:
             # The last round's whole block was accepted, so its run went on past the block: how
             # far is censored, and only a longer block can tell.
             return replace(self.current, block_size=max(self.current.block_size,
                                                         min(2 * self.binding, self.limit_of(self.current))))
         return self.current
-
-    def cut(self, confidence: np.ndarray, denoising_steps_used: int) -> int:
-        """How many leading tokens of a drafted block to verify (``best_cut``), from the drafter's
-        confidence ``[K]`` in each position; the whole block when this round is not cut."""
-        kept = len(confidence)
-        # Warm-up and probe rounds are measurements: kept whole.
-        if self.cut_on_confidence and self.rounds_seen >= len(self.warmup) and not self.probing:
-            verify_s = self.cost.verify.predict_many(np.arange(1, kept + 2))  # [K + 1]: k + 1 tokens scored
-            kept = best_cut(self.calibration.accept(confidence), self.cost.draft.predict(denoising_steps_used, kept),
-                            verify_s)
-        self.last_confidence = confidence  # the whole block's: observe judges the kept part, imputes the rest
-        return kept
 
     def observe(self, stats: RoundStats) -> None:
         # A round from a proposer this policy does not weigh (one the decoder lacks) teaches only costs.
@@ -171,7 +149,6 @@ class Adaptive:
         else:
             entered = False
             self.plain_streak += 1  # no draft, no news: the regime stays
-        self.last_confidence = None
         probed, self.probing = self.probing, False
         self.rounds_seen += 1
         if self.warmup and self.rounds_seen == len(self.warmup):  # warm-up over: start from its first choice
@@ -281,7 +258,6 @@ class Adaptive:
         self.grid_ok = np.array([[k <= limits[p] for k in self.grid] for p, _, _ in settings])
         self.is_lookup = np.array([p is Proposer.NGRAM for p, _, _ in settings])  # [R]
         self.steps_used = np.array([float(s) for _, s, _ in settings])  # [R] mean steps per cap
-        self.calibration = Calibration(self.calibration_memory, self.prior_strength)
         self.warmup = self._warmup_schedule()
         self.choices = [self.warmup[0]] * self.regimes  # the current choice per regime
 
@@ -323,10 +299,6 @@ class Adaptive:
         return ((choice.proposer, choice.denoising_steps, choice.recycle_canvas) in self.settings
                 and choice.block_size <= self.limit_of(choice))
 
-    def _cutting(self) -> bool:
-        """Whether drafts are being cut: the cut is on and the drafter has shown its confidence."""
-        return self.cut_on_confidence and self.calibration.seen
-
     def _warmup_schedule(self) -> list[Choice]:
         """Two rounds at the fewest model steps; one at the cheapest other setting: the lookup where
         there is one, else the next step count (the draft fit's slope in steps); a small block and a
@@ -356,30 +328,21 @@ class Adaptive:
             judged = min(stats.side_reach + 1, stats.committed, self.canvas_length)
             self.counts.add_run(self.regime, self.setting_index(Proposer.NGRAM, 0, False), judged, stats.side_reach)
         self.steps_used[r] = keep * self.steps_used[r] + (1.0 - keep) * stats.denoising_steps_used
-        if self.last_confidence is not None:
-            self.calibration.observe(self.last_confidence, stats.proposed, stats.accepted)
-        # The block accepted whole, uncut: the run was stopped by the block, not the drafter.
+        # The block accepted whole: the run was stopped by the block, not the proposer.
         self.binding = stats.block_size if stats.accepted >= stats.proposed == stats.block_size else 0
         regime = regime_of(min(stats.accepted, stats.proposed), max(stats.proposed, 1), self.regime_edges)
         entered, self.regime = regime != self.regime, regime
         return entered
 
-    def _reach_counts(self, stats: RoundStats) -> tuple[np.ndarray, np.ndarray]:
-        """What a drafted round says about reaching each position of the block drafted: ``[cap]``
-        weights of evidence and ``[cap]`` (expected) reaches, cap the block before any cut.
-
-        A rejection inside the kept prefix means no later position was reached, dropped ones
-        included: they count as misses (leaving them out biases deep positions toward the rounds the
-        cut left whole, the confident ones). A fully accepted prefix leaves the dropped positions
-        unknown: each counts by its calibrated chance of being reached.
-        """
+    @staticmethod
+    def _reach_counts(stats: RoundStats) -> tuple[np.ndarray, np.ndarray]:
+        """What a drafted round says about reaching each position of its block: ``[K]`` weights of
+        evidence and ``[K]`` reaches, accepted up to the first rejection (a lookup without a guess
+        proposed nothing: one miss at position 0)."""
         accepted = min(stats.accepted, stats.proposed)
-        confidence = self.last_confidence
-        cap = max(stats.proposed, 1) if confidence is None else len(confidence)  # 1: a lookup without a guess
+        cap = max(stats.proposed, 1)
         proposed, reached = np.ones(cap), np.zeros(cap)
         reached[:accepted] = 1.0
-        if confidence is not None and accepted == stats.proposed < cap:
-            reached[accepted:] = np.cumprod(self.calibration.accept(confidence[accepted:]))
         return proposed, reached
 
     def _expected_tokens(self) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,6 @@ from stand_ins import OracleDrafter
 
 from specdiff import SpeculativeDecoder
 from specdiff.controllers import PLAIN, Adaptive, Choice, Fixed, Heuristic, Proposer
-from specdiff.controllers.cut import CONFIDENCE_EDGES, best_cut, bin_midpoints, confidence_bins
 from specdiff.controllers.reach import block_grid, expected_committed, reach_estimates, regime_of
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import RoundStats
@@ -290,118 +289,7 @@ def test_adaptive_does_not_thrash_on_noisy_seconds():
     assert switches <= 10, f"the regimes' choices changed {switches} times in 290 rounds"
 
 
-# -- the cut on the drafter's confidence ------------------------------------------------------------
-
-
-def test_best_cut_by_hand():
-    # expected tokens 1, 1.9, 2.71, 2.791, 2.8639 for k = 0..4; seconds 10 + 20..24
-    accept = np.array([0.9, 0.9, 0.1, 0.9])
-    verify_s = np.array([20.0, 21.0, 22.0, 23.0, 24.0])
-    assert best_cut(accept, 10.0, verify_s) == 2  # 2.71 / 32 beats 1.9 / 31 and 2.791 / 33
-    assert best_cut(accept, 10.0, np.full(5, 20.0)) == 4  # verifying is free: keep everything
-    assert best_cut(np.zeros(4), 10.0, verify_s) == 1  # nothing will pass: the least a draft can keep
-
-
-@given(st.lists(st.floats(0, 1), min_size=1, max_size=64), st.floats(0, 1), st.floats(1e-4, 1), st.floats(0, 0.01))
-def test_best_cut_keeps_at_least_one_token_and_at_most_the_block(accept, draft_s, base, per_token):
-    verify_s = base + per_token * np.arange(1, len(accept) + 2)
-    assert 1 <= best_cut(np.array(accept), draft_s, verify_s) <= len(accept)
-
-
-def test_confidence_bins_and_their_middles():
-    assert confidence_bins(np.array([0.0, 0.29, 0.3, 0.95, 0.999, 1.0])).tolist() == [0, 0, 1, 6, 7, 7]
-    middles = bin_midpoints()
-    assert len(middles) == len(CONFIDENCE_EDGES) + 1
-    assert middles[0] == pytest.approx(0.15) and middles[-1] == pytest.approx(0.995)
-
-
-def play_with_confidence(policy, confident_run: Callable[[int], int], rounds: int, canvas: int = 32,
-                         machine: Machine = Machine(), lookup: bool = False,
-                         lookup_run: Callable[[int], int] = lambda i: 0) -> list[tuple[Choice, int, int]]:
-    """``play`` for a drafter that sends its confidence: round i's draft is sure (0.999) of its
-    first ``confident_run(i)`` positions and unsure (0.2) after, and the verifier accepts exactly
-    the sure ones. A 0-step round (the lookup) sends no confidence and is never cut; the verifier
-    accepts ``lookup_run(i)`` of it. Returns (choice, tokens kept by the cut, the run) per round."""
-    policy.reset(limits(canvas, lookup))
-    played = []
-    for i in range(rounds):
-        choice = policy.choose()
-        k = choice.block_size
-        run = lookup_run(i) if is_lookup(choice) else confident_run(i)
-        kept = k
-        if k >= 2 and choice.proposer is DIFFUSION:
-            confidence = np.where(np.arange(k) < run, 0.999, 0.2)
-            kept = policy.cut(confidence, choice.denoising_steps)
-        accepted = min(kept, run)
-        draft_s, verify_s = machine.seconds(i, kept, choice)
-        steps = choice.denoising_steps if k else 0
-        policy.observe(RoundStats(i, k, steps, steps, kept, accepted, accepted + 1, draft_s, verify_s, 0.0,
-                                  proposer=choice.proposer if k else Proposer.PLAIN))
-        played.append((choice, kept, run))
-    return played
-
-
-def test_the_cut_stops_where_the_drafter_stops_being_sure():
-    rng = random.Random(0)
-    runs = [rng.randint(1, 24) for _ in range(200)]
-    policy = Adaptive()
-    played = play_with_confidence(policy, lambda i: runs[i], 200, machine=Machine(verify_per_token=0.0005))
-    calibration = policy.calibration.chances()
-    assert calibration[-1] > 0.95 and calibration[confidence_bins(np.array([0.2]))[0]] < 0.1
-    late = [(choice, kept, run) for choice, kept, run in played[100:] if choice.block_size > 1]
-    # Each drafted block is cut where the drafter stops being sure (or kept whole when it is sure throughout).
-    assert sum(kept == min(run, choice.block_size) for choice, kept, run in late) >= 0.9 * len(late)
-    assert sum(kept < choice.block_size for choice, kept, _ in late) >= 0.3 * len(late)  # cuts happen
-
-
-def test_warm_up_rounds_are_not_cut():
-    played = play_with_confidence(Adaptive(start_block_size=16), lambda i: 2, 5)
-    assert [(c.block_size, kept) for c, kept, _ in played] == [(16, 16), (16, 16), (16, 16), (4, 4), (0, 0)]
-
-
-def test_without_confidence_the_cut_option_changes_nothing():
-    # play() never calls cut(), as the decoder does for a drafter that sends no confidence.
-    machine = Machine(verify_per_token=0.002)
-    with_cut = play(Adaptive(), geometric_acceptance(0.5), 120, machine=machine)
-    without = play(Adaptive(cut_on_confidence=False), geometric_acceptance(0.5), 120, machine=machine)
-    assert with_cut == without
-
-
-def test_what_a_cut_round_says_about_the_positions_it_dropped():
-    policy = Adaptive()
-    play_with_confidence(policy, lambda i: 3, 12)  # past the warm-up; the calibration has seen sure and unsure
-    confidence = np.array([0.999] * 4 + [0.6, 0.4, 0.2] + [0.999] * 9)  # a 16-token block
-    kept = policy.cut(confidence, 1)
-    assert 4 <= kept < 16
-
-    def counts(accepted: int) -> tuple[np.ndarray, np.ndarray]:
-        return policy._reach_counts(RoundStats(0, 16, 1, 1, kept, accepted, accepted + 1, 0.01, 0.01, 0.0))
-
-    # Rejected inside the kept prefix: no later position was reached, the dropped ones included.
-    proposed, reached = counts(2)
-    assert proposed.tolist() == [1.0] * 16 and reached.tolist() == [1.0, 1.0] + [0.0] * 14
-    # The kept prefix accepted whole: each dropped position counts by its calibrated chance of being reached.
-    proposed, reached = counts(kept)
-    chance = np.cumprod(policy.calibration.chances()[confidence_bins(confidence[kept:])])
-    assert proposed.tolist() == [1.0] * 16 and reached[:kept].tolist() == [1.0] * kept
-    np.testing.assert_allclose(reached[kept:], chance)
-    assert 0.0 < reached[-1] < reached[kept] < 1.0
-
-
-def test_a_block_accepted_whole_under_the_cut_doubles_the_next():
-    # Short runs for 40 rounds (small blocks, cut to the sure part), then the drafter is right throughout.
-    def blocks(policy) -> list[int]:
-        played = play_with_confidence(policy, lambda i: 2 if i < 40 else EVERYTHING, 56, canvas=64,
-                                      machine=Machine(verify_per_token=0.0005))
-        return [choice.block_size for choice, _, _ in played[40:]]
-
-    escalating = blocks(Adaptive())
-    climb = escalating[: escalating.index(64) + 1]  # up to the first whole canvas
-    assert climb[0] < 8 and len(climb) <= 5
-    assert all(b >= 2 * a for a, b in zip(climb, climb[1:], strict=False))
-    # Without it, a regime whose blocks are always accepted whole never learns how far its runs go:
-    # the estimates past the block are the prior's, and the small block stays.
-    assert max(blocks(Adaptive(escalate=False))) < 8
+# -- a custom cut on the drafter's confidence ---------------------------------------------------------
 
 
 @dataclass
@@ -567,10 +455,11 @@ def test_a_lookup_block_accepted_whole_doubles_the_next():
     """The lookup's runs are censored by its block as the model's are: a lookup block accepted
     whole doubles the next one (it sends no confidence, so no cut is needed first)."""
     def lookup_blocks(policy) -> list[int]:
-        played = play_with_confidence(policy, lambda i: 1, 60, canvas=64, lookup=True,
-                                      lookup_run=lambda i: 2 if i < 30 else EVERYTHING,
-                                      machine=Machine(verify_per_token=0.0003))
-        return [c.block_size for c, _, _ in played[30:] if c.block_size and is_lookup(c)]
+        def accepted(i: int, c: Choice) -> int:
+            return (2 if i < 30 else EVERYTHING) if is_lookup(c) else 1
+
+        choices = play(policy, accepted, 60, canvas=64, lookup=True, machine=Machine(verify_per_token=0.0003))
+        return [c.block_size for c in choices[30:] if c.block_size and is_lookup(c)]
 
     escalating = lookup_blocks(Adaptive())
     climb = escalating[: escalating.index(64) + 1]

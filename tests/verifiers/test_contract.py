@@ -12,7 +12,6 @@ import random
 import pytest
 import torch
 from helpers import SHAPE
-
 from specdiff.verifiers import CausalLMVerifier
 
 
