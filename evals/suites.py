@@ -39,6 +39,9 @@ from specdiff.errors import SpecdiffError
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 BUILTIN_SUITES = ("code", "functions", "prose")
+# Chat suites hold user messages marked "chat": true, run through the verifier's chat template
+# (specdiff.evals.chat_prompts builds them and says how). Kept apart: the tiny tokenizer trains on BUILTIN_SUITES.
+CHAT_SUITES = ("chat",)
 PROMPTS_PER_SUITE = 30
 MAX_PROMPT_CHARS = 600  # about 150-200 pocket tokens: prompt + 64 new tokens fits the 256 it trained on
 MAX_PROMPT_LINES = 24
@@ -80,13 +83,12 @@ class Suite:
 def load_suite(name_or_path: str | Path) -> Suite:
     """A shipped suite by name, or a user's ``.jsonl``, ``.csv`` or ``.parquet`` file (see module docs)."""
     text = str(name_or_path)
-    if text in BUILTIN_SUITES:
+    if text in BUILTIN_SUITES + CHAT_SUITES:
         return Suite(text, _read_jsonl(SUITES_DIR / f"{text}.jsonl"))
     path = Path(text).expanduser()
     if not path.is_file():
-        raise SpecdiffError(
-            f"unknown suite {text!r}: pass one of {', '.join(BUILTIN_SUITES)} or a .jsonl, .csv or .parquet file"
-        )
+        names = ", ".join(BUILTIN_SUITES + CHAT_SUITES)
+        raise SpecdiffError(f"unknown suite {text!r}: pass one of {names} or a .jsonl, .csv or .parquet file")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         prompts = _read_jsonl(path)
