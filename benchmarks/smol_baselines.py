@@ -135,7 +135,7 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
         tok_s = group.tokens.sum() / group.seconds.sum()
         greedy = method != "pld_sampled"
         margins = group["margin"].dropna() if "margin" in group else pd.Series(dtype=float)
-        ulps = (group["margin"] / group["spacing"]).dropna() if "margin" in group else pd.Series(dtype=float)
+        ulps = (group["margin"].abs() / group["spacing"]).dropna() if "margin" in group else pd.Series(dtype=float)
         rows.append(
             {"dtype": dtype, "suite": suite, "method": method, "prompts": len(group), "tok/s": round(tok_s, 1),
              "speedup": round(tok_s / (ar.tokens.sum() / ar.seconds.sum()), 2),

@@ -12,19 +12,19 @@ import math
 
 import pytest
 import torch
+from specdiff.evals.chat_prompts import prompt_input
+from specdiff.evals.suites import load_suite
 
 from specdiff.chat import chat_ids
 
-PROMPTS = (
-    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
-    "Write a Python function that reverses a list, and explain it.",
-    "List the days of the week, one per line, each with its number.",
-)
-NEW_TOKENS = 48
+# Chat-suite prompts whose bfloat16 prompt-lookup output parts from plain greedy within 40 tokens on
+# this machine's CPU (AVX-512 BF16), so the near-tie check is exercised, not vacuous.
+PROMPTS = ("chat-004", "chat-005", "chat-003")
+NEW_TOKENS = 40
 LOOKUP = 10
 # Divergences are judged in units of bfloat16's spacing at the two logits; a full-sequence forward,
-# K-token forwards and 1-token forwards each round differently, so a few spacings are one near-tie.
-NEAR_TIE_SPACINGS = 4
+# K-token forwards and 1-token forwards each round differently; the bench's 10 divergences were all within 1.
+NEAR_TIE_SPACINGS = 2
 
 
 def bf16_spacing(value: float) -> float:
@@ -32,10 +32,8 @@ def bf16_spacing(value: float) -> float:
 
 
 def encoded(verifier, index: int) -> list[int]:
-    tokenizer = verifier.tokenizer
-    if index == 0:
-        return tokenizer(PROMPTS[0])["input_ids"]
-    return chat_ids(tokenizer, [{"role": "user", "content": PROMPTS[index]}])
+    prompt = next(p for p in load_suite("chat").prompts if p.id == PROMPTS[index])
+    return chat_ids(verifier.tokenizer, prompt_input(prompt))
 
 
 def greedy(verifier, prompt: list[int], lookup: int | None) -> list[int]:
