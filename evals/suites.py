@@ -48,6 +48,9 @@ HELDOUT_SUITES = ("packages",)
 # Installed packages the project depends on, whose sources the ``packages`` suite cuts prompts from.
 PACKAGES = ("rich", "typer", "click", "packaging", "pandas", "huggingface_hub", "jinja2", "fsspec", "filelock",
             "pygments", "hypothesis", "matplotlib", "accelerate")
+# Chat suites hold user messages marked "chat": true, run through the verifier's chat template
+# (specdiff.evals.chat_prompts builds them and says how). Kept apart: the tiny tokenizer trains on BUILTIN_SUITES.
+CHAT_SUITES = ("chat",)
 PROMPTS_PER_SUITE = 30
 MAX_PROMPT_CHARS = 600  # about 150-200 pocket tokens: prompt + 64 new tokens fits the 256 it trained on
 MAX_PROMPT_LINES = 24
@@ -89,14 +92,12 @@ class Suite:
 def load_suite(name_or_path: str | Path) -> Suite:
     """A shipped suite by name, or a user's ``.jsonl``, ``.csv`` or ``.parquet`` file (see module docs)."""
     text = str(name_or_path)
-    if text in BUILTIN_SUITES + HELDOUT_SUITES:
+    if text in BUILTIN_SUITES + HELDOUT_SUITES + CHAT_SUITES:
         return Suite(text, _read_jsonl(SUITES_DIR / f"{text}.jsonl"))
     path = Path(text).expanduser()
     if not path.is_file():
-        raise SpecdiffError(
-            f"unknown suite {text!r}: pass one of {', '.join(BUILTIN_SUITES + HELDOUT_SUITES)} or a .jsonl, .csv "
-            "or .parquet file"
-        )
+        names = ", ".join(BUILTIN_SUITES + HELDOUT_SUITES + CHAT_SUITES)
+        raise SpecdiffError(f"unknown suite {text!r}: pass one of {names} or a .jsonl, .csv or .parquet file")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         prompts = _read_jsonl(path)

@@ -49,6 +49,8 @@ _EXPORTS = {
     "GenerateArgs": "specdiff.args",
     "load_pocket": "specdiff.loaders",
     "load_decoder": "specdiff.loaders",
+    "load_pair": "specdiff.pairs",
+    "PAIRS": "specdiff.pairs",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
     from specdiff.errors import SpecdiffError
     from specdiff.loaders import load_decoder, load_pocket
     from specdiff.metrics import GenerationResult, RoundStats
+    from specdiff.pairs import PAIRS, load_pair
     from specdiff.protocols import Choice, Proposer
     from specdiff.sampling import SamplingConfig
 

@@ -12,44 +12,8 @@ from typing import Any
 
 import torch
 
+from specdiff.chat import chat_ids, is_chat
 from specdiff.errors import SpecdiffError
-
-CHAT_ROLES = ("system", "user", "assistant")
-
-
-def is_chat(prompt: Any) -> bool:
-    """Whether ``prompt`` is a list of chat messages (dicts with ``role`` and ``content``)."""
-    return isinstance(prompt, Sequence) and not isinstance(prompt, (str, bytes)) and len(prompt) > 0 and all(
-        isinstance(m, Mapping) for m in prompt)
-
-
-def check_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
-    """The messages as plain dicts, or a clear error naming the first bad one."""
-    checked = []
-    for i, message in enumerate(messages):
-        role, content = message.get("role"), message.get("content")
-        if role not in CHAT_ROLES or not isinstance(content, str):
-            raise SpecdiffError(
-                f"chat message {i} must be {{'role': one of {', '.join(CHAT_ROLES)}, 'content': a string}}; "
-                f"got {dict(message)!r}"
-            )
-        checked.append({"role": role, "content": content})
-    return checked
-
-
-def chat_token_ids(tokenizer: Any, messages: Sequence[Mapping[str, Any]]) -> list[int]:
-    """The tokenizer's chat template over ``messages``, with the generation prompt, as ids."""
-    messages = check_messages(messages)
-    if tokenizer is None:
-        raise SpecdiffError("a chat prompt needs a tokenizer; attach one or pass token ids")
-    if not getattr(tokenizer, "chat_template", None):
-        raise SpecdiffError(
-            "this tokenizer has no chat template, so chat messages cannot be rendered; pass the prompt "
-            "as plain text, or use a chat model's tokenizer"
-        )
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    # The template writes the special tokens itself (BOS and the like), so none are added again.
-    return [int(t) for t in tokenizer(text, add_special_tokens=False)["input_ids"]]
 
 
 def prompt_token_ids(prompt: Any, tokenizer: Any) -> list[int]:
@@ -75,7 +39,7 @@ def prompt_token_ids(prompt: Any, tokenizer: Any) -> list[int]:
             "{'role': ..., 'content': ...} dicts (a tokenizer's output: pass its ['input_ids'])"
         )
     if is_chat(prompt):
-        return chat_token_ids(tokenizer, prompt)
+        return chat_ids(tokenizer, prompt)
     if isinstance(prompt, Sequence):
         if any(isinstance(t, str) for t in prompt):
             raise SpecdiffError(

@@ -44,7 +44,7 @@ def test_bad_arguments(decoder, kwargs, message):
     ({"input_ids": [5, 6]}, "the prompt is a dict"),
     ([5, 6.5], "integer token ids"),
     ([{"role": "user", "content": "hi"}], "no chat template"),
-    ([{"role": "robot", "content": "hi"}], "chat message 0 must be"),
+    ([{"role": "robot", "content": "hi"}], "chat message 0 has role .robot."),
     (list(range(3, 3 + 10)) * 110, "exceeds the verifier's"),
 ])
 def test_bad_prompts(decoder, prompt, message):
