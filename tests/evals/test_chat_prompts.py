@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from specdiff.evals.corpus import heldout_files, library_files
 from specdiff.evals.chat_prompts import (
     KINDS,
     Instruction,
@@ -13,6 +12,7 @@ from specdiff.evals.chat_prompts import (
     prompt_input,
     split_instructions,
 )
+from specdiff.evals.corpus import heldout_files, library_files
 from specdiff.evals.suites import SUITES_DIR, Prompt, load_suite
 
 
