@@ -20,26 +20,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from specdiff.evals.sweep import AR, SPECDIFF
+from specdiff.evals.table import AR, KEY_COLUMNS, SPECDIFF
 
-CONFIG_COLUMNS = [
-    "suite",
-    "method",
-    "proposer",
-    "block_size",
-    "denoising_steps",
-    "temperature",
-    "top_k",
-    "top_p",
-    "max_new_tokens",
-]
-SETTING_COLUMNS = [
-    "suite",
-    "temperature",
-    "top_k",
-    "top_p",
-    "max_new_tokens",
-]  # what a speedup compares within
+# A configuration is a row's key without the prompt and the seed: what a summary pools over.
+CONFIG_COLUMNS = [c for c in KEY_COLUMNS if c not in ("prompt_id", "seed")]
+# What a speedup compares within: a configuration without the method and the drafting setting.
+SETTING_COLUMNS = [c for c in CONFIG_COLUMNS if c not in ("method", "proposer", "block_size", "denoising_steps")]
 
 
 def summarize(results: pd.DataFrame, gpu_price_per_hour: float | None = None) -> pd.DataFrame:
