@@ -9,6 +9,8 @@ in ``BENCH_METHODS`` bound to a runner ``(context, prompt_ids) -> MethodRun``:
     The verifier's own ``generate(do_sample=False)``: the baseline of every speedup.
 ``assisted_ar_drafter``
     transformers' assisted generation with the pocket AR drafter as ``assistant_model``.
+``hf_prompt_lookup``
+    transformers' prompt lookup decoding (``prompt_lookup_num_tokens=10``): the free baseline.
 ``fixed_best``
     specdiff with the proposer, block size and denoising steps that were fastest in a quick grid
     over the first ``grid_prompts`` prompts of the same suite; the grid tries every proposer the
@@ -39,6 +41,7 @@ from specdiff.evals.methods import (
     load_ar_drafter,
     run_ar,
     run_assisted_ar_drafter,
+    run_hf_prompt_lookup,
 )
 from specdiff.evals.running import check_models_and_out, check_run_limits, progress_bar, suite_to_run, use_threads
 from specdiff.evals.suites import Suite
@@ -57,7 +60,7 @@ class BenchConfig:
     out: Path
     suite: str = "code"
     max_new_tokens: int = 64
-    methods: tuple[str, ...] = ("ar", "assisted_ar_drafter", "fixed_best", "heuristic", "adaptive")
+    methods: tuple[str, ...] = ("ar", "assisted_ar_drafter", "hf_prompt_lookup", "fixed_best", "heuristic", "adaptive")
     limit: int | None = None
     threads: int | None = None
     grid_block_sizes: tuple[int, ...] = (4, 8, 16, 32)
@@ -121,6 +124,7 @@ def _adaptive(ctx: BenchContext) -> Any:
 BENCH_METHODS: dict[str, BenchMethod] = {
     "ar": BenchMethod(run_ar),
     "assisted_ar_drafter": BenchMethod(run_assisted_ar_drafter, needs_ar_drafter=True),
+    "hf_prompt_lookup": BenchMethod(run_hf_prompt_lookup),
     "fixed_best": BenchMethod(speculative(_fixed_best), needs_grid=True),
     "heuristic": BenchMethod(speculative(_heuristic)),
     "adaptive": BenchMethod(speculative(_adaptive)),

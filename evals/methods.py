@@ -1,6 +1,7 @@
 """The bench's methods: what a runner returns (``MethodRun``), what runners share
-(``BenchContext``), and the runners that are not specdiff: the verifier alone and transformers'
-assisted generation, with their round time split by timing the models' forward calls."""
+(``BenchContext``), and the runners that are not specdiff: the verifier alone, transformers'
+assisted generation and its prompt lookup decoding, with their round time split by timing the
+models' forward calls."""
 
 from __future__ import annotations
 
@@ -81,9 +82,21 @@ def run_assisted_ar_drafter(ctx: BenchContext, prompt_ids: Any) -> MethodRun:
     return _timed_generate(ctx, prompt_ids, assistant=ctx.ar_drafter)
 
 
-def _timed_generate(ctx: BenchContext, prompt_ids: Any, assistant: Any | None) -> MethodRun:
+# transformers' prompt lookup decoding drafts this many tokens from the context per step (its docs'
+# suggested value; NOTES measured 10 on SmolLM2, where it is the free baseline to beat).
+PROMPT_LOOKUP_TOKENS = 10
+
+
+def run_hf_prompt_lookup(ctx: BenchContext, prompt_ids: Any) -> MethodRun:
+    """transformers' prompt lookup decoding (``generate(prompt_lookup_num_tokens=...)``): what a user
+    gets for free, with no drafter model."""
+    return _timed_generate(ctx, prompt_ids, assistant=None, prompt_lookup_num_tokens=PROMPT_LOOKUP_TOKENS)
+
+
+def _timed_generate(ctx: BenchContext, prompt_ids: Any, assistant: Any | None, **extra: Any) -> MethodRun:
     verifier = ctx.decoder.verifier
-    extra = {} if assistant is None else {"assistant_model": assistant}
+    if assistant is not None:
+        extra["assistant_model"] = assistant
     with (
         _ForwardTimer(verifier.model) as verify,
         _ForwardTimer(assistant) if assistant is not None else nullcontext() as draft,

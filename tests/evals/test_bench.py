@@ -18,21 +18,21 @@ def test_every_method_matches_the_verifier_alone(decoder, ar_drafter, mini_suite
         BenchConfig(out=Path("b.csv"), suite=str(mini_suite), **QUICK), decoder, ar_drafter, progress=False
     )
     summary = result.summary
-    methods = ["ar", "assisted_ar_drafter", "fixed_best", "heuristic", "adaptive"]
+    methods = ["ar", "assisted_ar_drafter", "hf_prompt_lookup", "fixed_best", "heuristic", "adaptive"]
     assert list(summary["method"]) == methods
     assert result.identical and summary["greedy_identical"].all()
-    assert len(result.runs) == 2 * 5 and set(result.runs["new_tokens"]) == {6}
+    assert len(result.runs) == 2 * 6 and set(result.runs["new_tokens"]) == {6}
     ar = summary.iloc[0]
     assert ar["speedup_vs_ar"] == pytest.approx(1.0) and ar["mean_acceptance_length"] == pytest.approx(1.0)
-    best = summary.iloc[2]
+    best = summary.iloc[3]
     assert (best["block_size"], best["denoising_steps"]) == tuple(
         result.grid.iloc[0][["block_size", "denoising_steps"]]
     )
     shares = summary[["draft_share", "verify_share", "other_share"]].sum(axis=1)
-    assert shares.to_numpy() == pytest.approx([1.0] * 5)
+    assert shares.to_numpy() == pytest.approx([1.0] * 6)
     # Interleaved: each prompt runs every method before the next prompt starts, in rotated order.
-    assert list(result.runs["method"][:5]) == methods
-    assert list(result.runs["method"][5:]) == methods[1:] + methods[:1]
+    assert list(result.runs["method"][:6]) == methods
+    assert list(result.runs["method"][6:]) == methods[1:] + methods[:1]
 
 
 def test_the_grid_tries_each_proposer_the_decoder_has(decoder, drafter, verifier, mini_suite):

@@ -96,12 +96,12 @@ def test_bench(evals_app, models, mini_suite, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    methods = ["ar", "assisted_ar_drafter", "fixed_best", "heuristic", "adaptive"]
+    methods = ["ar", "assisted_ar_drafter", "hf_prompt_lookup", "fixed_best", "heuristic", "adaptive"]
     assert f"greedy outputs identical across {', '.join(methods)} on all 2 prompts" in result.output
     table = pd.read_csv(out)
     assert list(table["method"]) == methods
     assert {"tokens_per_s", "speedup_vs_ar", "mean_acceptance_length", "other_share"} <= set(table.columns)
-    assert len(pd.read_csv(tmp_path / "bench.runs.csv")) == 2 * 5
+    assert len(pd.read_csv(tmp_path / "bench.runs.csv")) == 2 * 6
 
 
 @pytest.mark.parametrize(
