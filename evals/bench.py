@@ -48,6 +48,7 @@ from specdiff.evals.suites import Suite
 from specdiff.evals.table import output_hash
 
 from specdiff.errors import SpecdiffError
+from specdiff.metrics import loop_share
 
 if TYPE_CHECKING:
     import pandas as pd  # imported where used: `specdiff --help` stays fast
@@ -270,6 +271,7 @@ def run_bench(
                             new_tokens=len(run.token_ids),
                             **{k: v for k, v in asdict(run).items() if k != "token_ids"},
                             output_hash=output_hash(run.token_ids),
+                            loop_share=loop_share(run.token_ids),
                         )
                     )
     runs = pd.DataFrame(records)
@@ -313,5 +315,7 @@ def summarize_bench(
     summary["speedup_vs_ar"] = summary["tokens_per_s"] / float(ar.iloc[0]) if len(ar) else float("nan")
     for column in ("mean_acceptance_length", "acceptance_rate", "draft_share", "verify_share", "other_share"):
         summary[column] = rates[column].to_numpy()
+    # Read every acceptance figure beside how much the output repeats itself (a loop is easy to draft).
+    summary["loop_share"] = runs.groupby("method")["loop_share"].mean().reindex(methods).to_numpy()
     summary["greedy_identical"] = not mismatched
     return summary
