@@ -32,7 +32,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from specdiff.evals.chat_prompts import prompt_input
 from specdiff.evals.report import markdown_table
 from specdiff.evals.suites import load_suite
 from specdiff.verifiers.smol import convert_smol, load_smol_verifier
@@ -100,7 +99,7 @@ def bench_dtype(dtype: str, suites: dict[str, list], max_new: int) -> list[dict]
     turn = 0
     for suite, prompts in suites.items():
         for p in prompts:
-            given = prompt_input(p)
+            given = p.decoder_input
             prompt = chat_ids(tokenizer, given) if isinstance(given, list) else tokenizer(given)["input_ids"]
             ids = torch.tensor([prompt])
             outputs = {}

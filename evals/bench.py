@@ -111,8 +111,11 @@ def _fixed_best(ctx: BenchContext) -> Any:
 
 def _heuristic(ctx: BenchContext) -> Any:
     from specdiff.controllers import Heuristic
+    from specdiff.protocols import Proposer
 
-    return Heuristic()
+    # transformers' schedule on the decoder's model drafter, else on what it has (the n-gram lookup).
+    proposers = ctx.decoder.proposers
+    return Heuristic(proposer=Proposer.DIFFUSION if Proposer.DIFFUSION in proposers else next(iter(proposers)))
 
 
 def _adaptive(ctx: BenchContext) -> Any:
@@ -240,7 +243,7 @@ def run_bench(
         ctx.ar_drafter = (
             ar_drafter if ar_drafter is not None else load_ar_drafter(config.ar_drafter, decoder.verifier.model)
         )
-    prompt_ids = [decoder.encode_prompt(p.prompt) for p in suite.prompts]
+    prompt_ids = [decoder.encode_prompt(p.decoder_input) for p in suite.prompts]
     warm = min(8, config.max_new_tokens)
     decoder.generate(prompt_ids[0], max_new_tokens=warm, block_size=min(config.grid_block_sizes))
     needs_grid = any(BENCH_METHODS[m].needs_grid for m in methods)

@@ -19,7 +19,7 @@ function on one side, so the drafter never trains on "explain X" while the suite
 The ``chat`` suite (``evals/suites/chat.jsonl``) takes 40 held-out instructions, spread over the
 kinds. Each line is a plain suite record whose ``prompt`` is the *user message*, marked
 ``"chat": true``: whoever runs it sends ``[{"role": "user", "content": prompt}]`` through the
-verifier's chat template (``prompt_input``). ``python -m specdiff.evals.chat_prompts`` rebuilds the
+verifier's chat template (``Prompt.decoder_input``). ``python -m specdiff.evals.chat_prompts`` rebuilds the
 file; the same Python gives the same file byte for byte.
 """
 
@@ -187,11 +187,6 @@ def chat_suite_prompts(held_out: Iterable[Instruction], n: int = CHAT_SUITE_SIZE
         Prompt(f"chat-{i:03d}", p.text, {"chat": True, "kind": p.kind, "topic": p.topic, "source": p.source})
         for i, p in enumerate(picked)
     ]
-
-
-def prompt_input(prompt: Prompt) -> str | list[dict[str, str]]:
-    """What to hand the decoder for a suite prompt: chat messages for a chat suite, else the text."""
-    return [{"role": "user", "content": prompt.prompt}] if prompt.meta.get("chat") else prompt.prompt
 
 
 def build_chat_suite(out_dir: Path = SUITES_DIR, corpus: list[Instruction] | None = None) -> Path:

@@ -74,6 +74,12 @@ class Prompt:
     prompt: str
     meta: dict = field(default_factory=dict, compare=False)
 
+    @property
+    def decoder_input(self) -> str | list[dict[str, str]]:
+        """What to hand the decoder: a chat suite's prompt is the user's message (the tokenizer's
+        chat template applies), any other the text to continue."""
+        return [{"role": "user", "content": self.prompt}] if self.meta.get("chat") else self.prompt
+
 
 @dataclass(frozen=True)
 class Suite:

@@ -256,7 +256,7 @@ def _describe(task: Task) -> str:
 
 def _encode_all(decoder: Any, suite: Suite, max_new_tokens: int) -> dict[str, Any]:
     """Every prompt's ids, refusing (before any generation) prompts too long for the verifier."""
-    ids = {p.id: decoder.encode_prompt(p.prompt) for p in suite.prompts}
+    ids = {p.id: decoder.encode_prompt(p.decoder_input) for p in suite.prompts}
     limit = decoder.verifier.max_positions
     if limit is not None:
         too_long = [i for i, t in ids.items() if t.shape[1] + max_new_tokens > limit]

@@ -9,7 +9,6 @@ from specdiff.evals.chat_prompts import (
     build_chat_suite,
     instruction_corpus,
     is_heldout_instruction,
-    prompt_input,
     split_instructions,
 )
 from specdiff.evals.corpus import heldout_files, library_files
@@ -44,8 +43,8 @@ def test_instructions_are_user_messages_about_their_topic(some_instructions):
 def test_the_chat_suite_loads_by_name_and_becomes_messages():
     suite = load_suite("chat")
     assert len(suite) >= 30 and all(p.meta["chat"] is True for p in suite.prompts)
-    assert prompt_input(suite.prompts[0]) == [{"role": "user", "content": suite.prompts[0].prompt}]
-    assert prompt_input(Prompt("x", "def f():\n")) == "def f():\n"
+    assert suite.prompts[0].decoder_input == [{"role": "user", "content": suite.prompts[0].prompt}]
+    assert Prompt("x", "def f():\n").decoder_input == "def f():\n"
 
 
 @pytest.mark.slow

@@ -12,7 +12,6 @@ import math
 
 import pytest
 import torch
-from specdiff.evals.chat_prompts import prompt_input
 from specdiff.evals.suites import load_suite
 
 from specdiff.chat import chat_ids
@@ -33,7 +32,7 @@ def bf16_spacing(value: float) -> float:
 
 def encoded(verifier, index: int) -> list[int]:
     prompt = next(p for p in load_suite("chat").prompts if p.id == PROMPTS[index])
-    return chat_ids(verifier.tokenizer, prompt_input(prompt))
+    return chat_ids(verifier.tokenizer, prompt.decoder_input)
 
 
 def greedy(verifier, prompt: list[int], lookup: int | None) -> list[int]:
