@@ -35,6 +35,7 @@ import numpy as np
 from specdiff.controllers.base import Limits, canvas_of
 from specdiff.controllers.cost import CostModel
 from specdiff.controllers.reach import ReachCounts, block_grid, regime_of
+from specdiff.controllers.settings import Settings
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import RoundStats
 from specdiff.protocols import PLAIN, Choice, Proposer
@@ -83,7 +84,7 @@ class Adaptive:
         self.regimes = 2 * (len(self.regime_edges) + 1) + 1
         self.fresh = self.regimes - 1
         self.limits: dict[Proposer, int] = {}
-        self.settings: list[tuple[Proposer, int, bool]] = []  # set by reset: it depends on the proposers
+        self.settings: Settings | None = None  # set by reset: it depends on the proposers
         self.cost = CostModel()
         self.warmed_up = False
 
@@ -166,7 +167,7 @@ class Adaptive:
         return 1.0 / self.cost.round_s(Proposer.PLAIN, 0)
 
     def _rate(self, choice: Choice, tokens: np.ndarray) -> float:
-        r = self.setting_index(choice.proposer, choice.denoising_steps, choice.recycle_canvas)
+        r = self.settings.index(choice.proposer, choice.denoising_steps, choice.recycle_canvas)
         seconds = self.cost.round_s(choice.proposer, choice.block_size, self.steps_used[r])
         return float(tokens[r, choice.block_size] / seconds)
 
@@ -184,7 +185,7 @@ class Adaptive:
         overall_rates = np.where(self.grid_ok, overall[:, self.grid] / seconds, -np.inf)
         r = int(np.argmax(overall_rates.max(1))) if len(self.settings) > 1 else 0
         g = int(np.argmax(rates[r]))
-        return self.setting_choice(r, int(self.grid[g])), float(rates[r, g])
+        return self.settings.choice(r, int(self.grid[g])), float(rates[r, g])
 
     def _decide(self, probed: bool, entered: bool) -> Choice:
         """The current regime's next choice, after a probe round, a round that entered this regime,
@@ -213,20 +214,20 @@ class Adaptive:
         current = self.current
         k, r = current.block_size, current.recycle_canvas
         grid = self.grid.tolist()
-        rung = self.ladder.index((current.proposer, current.denoising_steps))
-        up = self.ladder[min(rung + 1, len(self.ladder) - 1)]
-        down = self.ladder[max(rung - 1, 0)]
+        ladder, settings = self.settings.ladder, self.settings
+        rung = ladder.index((current.proposer, current.denoising_steps))
+        up, down = ladder[min(rung + 1, len(ladder) - 1)], ladder[max(rung - 1, 0)]
         moves = [
             replace(current, block_size=min([g for g in grid if g > k], default=k)),
-            replace(current, recycle_canvas=not r) if self.recycles(current) else current,
-            self.rung_choice(up, k, r),
+            replace(current, recycle_canvas=not r) if settings.recycles(current) else current,
+            settings.rung_choice(up, k, r),
             replace(current, block_size=max([g for g in grid if g < k], default=k)),
-            self.rung_choice(down, k, r),
+            settings.rung_choice(down, k, r),
         ]
         for _ in moves:
             move = moves[self.explore_turn % len(moves)]
             self.explore_turn += 1
-            if move is not None and move != current and self.runs(move):
+            if move is not None and move != current and settings.runs(move):
                 return move
         return current
 
@@ -235,30 +236,15 @@ class Adaptive:
     def _learn_afresh(self, limits: dict[Proposer, int]) -> None:
         """The first generation (or other proposers): learn everything afresh, after a warm-up."""
         self.limits = limits
-        # Drafting settings, the rows of the acceptance counts: the lookup (never recycled: it has no
-        # canvas), then the diffusion drafter per (steps, recycle).
-        settings: list[tuple[Proposer, int, bool]] = []
-        if Proposer.NGRAM in limits:
-            settings.append((Proposer.NGRAM, 0, False))
-        if Proposer.DIFFUSION in limits:
-            recycles = list(dict.fromkeys(self.recycle_options))
-            settings += [(Proposer.DIFFUSION, s, r) for s in sorted(set(self.steps_options)) for r in recycles]
-        if not settings:
-            have = ", ".join(p.value for p in limits)
-            raise SpecdiffError(f"Adaptive weighs the diffusion and n-gram proposers; this decoder has {have}")
-        self.settings = settings
-        self.ladder = list(dict.fromkeys((p, s) for p, s, _ in settings))  # exploration's setting moves
+        self.settings = settings = Settings(limits, self.steps_options, self.recycle_options)
         self.canvas_length = canvas_of(limits)
-        families = [[i for i, (p, _, _) in enumerate(settings) if p is proposer] for proposer in Proposer]
-        self.counts = ReachCounts(self.regimes, len(settings), self.canvas_length, [f for f in families if f],
+        self.counts = ReachCounts(self.regimes, len(settings), self.canvas_length, settings.families,
                                   self.prior_acceptance, self.prior_strength)
         self.cost = CostModel()
         self.grid = np.array(block_grid(self.canvas_length))  # [G]
-        # [R, G]: the blocks each setting's proposer can draft.
-        self.grid_ok = np.array([[k <= limits[p] for k in self.grid] for p, _, _ in settings])
-        self.is_lookup = np.array([p is Proposer.NGRAM for p, _, _ in settings])  # [R]
-        self.steps_used = np.array([float(s) for _, s, _ in settings])  # [R] mean steps per cap
-        self.warmup = self._warmup_schedule()
+        self.grid_ok = settings.fits(self.grid)  # [R, G]: the blocks each setting's proposer can draft
+        self.steps_used = np.array([float(s) for _, s, _ in settings.rows])  # [R] mean steps per cap
+        self.warmup = settings.warmup(self.start_block_size)
         self.choices = [self.warmup[0]] * self.regimes  # the current choice per regime
 
     @property
@@ -273,60 +259,19 @@ class Adaptive:
     def limit_of(self, choice: Choice) -> int:
         return self.limits[choice.proposer]
 
-    def setting_index(self, proposer: Proposer, steps: int, recycled: bool) -> int:
-        # The nearest setting of the same proposer: a step count outside steps_options (a round the
-        # policy did not pick) still teaches the closest one.
-        rows = [r for r, (p, _, _) in enumerate(self.settings) if p is proposer]
-        return min(rows, key=lambda r: (abs(self.settings[r][1] - steps), self.settings[r][2] != recycled))
-
-    def setting_choice(self, r: int, block_size: int) -> Choice:
-        proposer, steps, recycle = self.settings[r]
-        return Choice(proposer, block_size, steps, recycle)
-
-    def rung_choice(self, rung: tuple[Proposer, int], block_size: int, recycle: bool) -> Choice | None:
-        """A choice at another rung of the settings' ladder, keeping the block and recycling (None
-        when that rung has no such setting)."""
-        proposer, steps = rung
-        if (proposer, steps, recycle) not in self.settings:
-            return None
-        return Choice(proposer, block_size, steps, recycle)
-
-    def recycles(self, choice: Choice) -> bool:
-        """Whether both recycling settings exist at this choice's steps."""
-        return all((choice.proposer, choice.denoising_steps, r) in self.settings for r in (False, True))
-
-    def runs(self, choice: Choice) -> bool:
-        return ((choice.proposer, choice.denoising_steps, choice.recycle_canvas) in self.settings
-                and choice.block_size <= self.limit_of(choice))
-
-    def _warmup_schedule(self) -> list[Choice]:
-        """Two rounds at the fewest model steps; one at the cheapest other setting: the lookup where
-        there is one, else the next step count (the draft fit's slope in steps); a small block and a
-        plain round (the verify fit's slope)."""
-        first = self.settings[0] if self.settings[0][0] is not Proposer.NGRAM or len(self.settings) == 1 \
-            else self.settings[1]
-        k = min(self.start_block_size, self.limits[first[0]])
-        start = Choice(*first[:1], k, *first[1:])
-        schedule = [start, start]
-        model_steps = sorted({s for p, s, _ in self.settings if p is Proposer.DIFFUSION})
-        if Proposer.NGRAM in self.limits and first[0] is Proposer.DIFFUSION:
-            schedule.append(Choice.ngram(min(k, self.limits[Proposer.NGRAM])))
-        elif len(model_steps) > 1:
-            schedule.append(replace(start, denoising_steps=model_steps[1]))
-        return [*schedule, replace(start, block_size=max(1, k // 4)), PLAIN]
-
     # -- learning ----------------------------------------------------------------------------------
 
     def _count(self, stats: RoundStats) -> bool:
         """Count a drafting round's evidence; whether it entered another regime."""
         keep = 1.0 - 1.0 / self.memory
-        r = self.setting_index(stats.proposer, stats.denoising_steps, stats.canvas_recycled)
+        r = self.settings.index(stats.proposer, stats.denoising_steps, stats.canvas_recycled)
         self.counts.add(self.regime, r, *self._reach_counts(stats))
         if stats.proposer is Proposer.DIFFUSION and stats.side_reach >= 0 and Proposer.NGRAM in self.limits:
             # How far the lookup's guess would have gone: the committed tokens judge its first
             # positions (reached up to the first mismatch; past them nothing is known).
             judged = min(stats.side_reach + 1, stats.committed, self.canvas_length)
-            self.counts.add_run(self.regime, self.setting_index(Proposer.NGRAM, 0, False), judged, stats.side_reach)
+            lookup = self.settings.index(Proposer.NGRAM, 0, False)
+            self.counts.add_run(self.regime, lookup, judged, stats.side_reach)
         self.steps_used[r] = keep * self.steps_used[r] + (1.0 - keep) * stats.denoising_steps_used
         # The block accepted whole: the run was stopped by the block, not the proposer.
         self.binding = stats.block_size if stats.accepted >= stats.proposed == stats.block_size else 0
@@ -350,5 +295,6 @@ class Adaptive:
 
     def round_seconds(self) -> np.ndarray:
         """``[R, G]`` predicted seconds of a round per drafting setting and grid block size."""
-        draft_s = self.cost.draft_many(self.steps_used[:, None], self.grid[None, :], self.is_lookup[:, None])
+        lookup = self.settings.is_lookup[:, None]
+        draft_s = self.cost.draft_many(self.steps_used[:, None], self.grid[None, :], lookup)
         return draft_s + self.cost.verify.predict_many(self.grid + 1)[None, :]

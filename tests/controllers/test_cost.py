@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from specdiff.controllers.cost import MIN_SECONDS, CostModel, KnotFit, LinearFit, PlaneFit, isotonic
+from specdiff.controllers.cost import CostModel
+from specdiff.controllers.fits import MIN_SECONDS, KnotFit, LinearFit, PlaneFit, isotonic
 from specdiff.metrics import RoundStats
 from specdiff.protocols import Proposer
 
