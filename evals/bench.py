@@ -231,7 +231,7 @@ def run_bench(
     import pandas as pd
 
     methods = list(dict.fromkeys(config.methods))
-    suite = check_bench(config, decoder.drafter.canvas_length if decoder is not None else None)
+    suite = check_bench(config, max(decoder.limits.values()) if decoder is not None else None)
     use_threads(config.threads)
     if decoder is None:
         from specdiff.loaders import load_decoder

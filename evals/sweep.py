@@ -210,7 +210,7 @@ def run_sweep(
         on_row: called with each row once it is durable (an exception there stops the sweep).
         progress: show a progress bar with an ETA on stderr.
     """
-    canvas = decoder.drafter.canvas_length if decoder is not None else None
+    canvas = max(decoder.limits.values()) if decoder is not None else None
     suite = check_sweep(config, canvas)
     use_threads(config.threads)
     out = Path(config.out)
