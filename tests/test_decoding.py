@@ -172,3 +172,16 @@ def test_string_prompt_and_text(decoder, verifier):
     assert result.prompt_ids == ids
     assert result.token_ids == reference_greedy(verifier, ids, 12)
     assert result.text == verifier.tokenizer.decode(result.token_ids, skip_special_tokens=True)
+
+
+@pytest.mark.filterwarnings("error::FutureWarning")
+def test_a_decode_raises_no_deprecation_warning(drafter, verifier):
+    """transformers deprecates ``past_key_values=`` (removed in 5.40): every forward specdiff makes,
+    the drafter's and the verifier's, passes the cache as ``cache=``."""
+    from specdiff.drafts import NgramLookup
+
+    from specdiff import SpeculativeDecoder
+
+    decoder = SpeculativeDecoder([drafter, NgramLookup(verifier.vocab_size, max_block_size=CANVAS)], verifier)
+    result = decoder.generate(prompt_of(6), max_new_tokens=24, eos_token_id=[])
+    assert {s.proposer.value for s in result.stats} >= {"diffusion", "ngram"}
