@@ -23,7 +23,7 @@ compares the best with plain decoding. Its mechanisms, and why each is there:
   after a probe), since weighing is most of the policy's own compute.
 
 Later generations on the same decoder start from what earlier ones learnt: the cost fits, and the
-acceptance counts faded. The README's "Controllers" section has the measured ablation of each.
+acceptance counts faded. docs/controllers.md has the measured ablation of each.
 """
 
 from __future__ import annotations
