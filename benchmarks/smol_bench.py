@@ -6,10 +6,11 @@ from pathlib import Path
 
 import torch
 
-torch.set_num_threads(1)
 from specdiff.evals.bench import BenchConfig, run_bench
 
 from specdiff.pairs import load_pair
+
+torch.set_num_threads(1)
 
 decoder = load_pair("smol")
 for suite in sys.argv[1:]:
