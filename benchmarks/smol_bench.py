@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import torch
-
 from specdiff.evals.bench import BenchConfig, run_bench
 
 from specdiff.pairs import load_pair
