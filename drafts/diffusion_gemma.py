@@ -204,6 +204,22 @@ class DiffusionGemmaDrafter:
     def session(self, prompt_ids: torch.Tensor, greedy: bool = True) -> DiffusionDraftSession:
         return DiffusionDraftSession(self, prompt_ids, self.proposal_mode.resolved(greedy))
 
+    def batch_session(self, greedy: bool = True) -> Any:
+        """A session for a batch of rows that join and leave (``specdiff.drafts.batched_diffusion``)."""
+        from specdiff.drafts.batched_diffusion import BatchedDiffusionSession
+
+        return BatchedDiffusionSession(self, self.proposal_mode.resolved(greedy))
+
+
+def entropy_sampler(drafter: DiffusionGemmaDrafter) -> EntropyBoundSampler:
+    """transformers' entropy-bound sampler for this drafter's canvas (a session's; it is batch-agnostic)."""
+    return EntropyBoundSampler(
+        EntropyBoundSamplerConfig(entropy_bound=drafter.denoising.entropy_bound),
+        canvas_length=drafter.canvas_length,
+        vocab_size=drafter.vocab_size,
+        max_denoising_steps=1,
+    )
+
 
 class DiffusionDraftSession:
     """One generation's drafting state: the encoder cache over committed tokens."""
@@ -222,12 +238,7 @@ class DiffusionDraftSession:
         self.encoded_length = 0
         self.last_canvas: torch.Tensor | None = None  # [B, C], for canvas recycling
         self.next_logits: torch.Tensor | None = None  # [B, 1, V]: the encoder's, at the last committed token
-        self.sampler = EntropyBoundSampler(
-            EntropyBoundSamplerConfig(entropy_bound=drafter.denoising.entropy_bound),
-            canvas_length=drafter.canvas_length,
-            vocab_size=drafter.vocab_size,
-            max_denoising_steps=1,
-        )
+        self.sampler = entropy_sampler(drafter)
 
     def _noise(self, batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randint(
@@ -264,9 +275,8 @@ class DiffusionDraftSession:
         """
         drafter = self.drafter
         canvas_length = drafter.canvas_length
-        block_size, denoising_steps, recycle_canvas = choice.block_size, choice.denoising_steps, choice.recycle_canvas
-        assert 1 <= block_size <= canvas_length, f"block_size {block_size} outside 1..{canvas_length}"
-        assert denoising_steps >= 1, "a diffusion draft runs at least one denoising step"
+        assert 1 <= choice.block_size <= canvas_length, f"block_size {choice.block_size} outside 1..{canvas_length}"
+        assert choice.denoising_steps >= 1, "a diffusion draft runs at least one denoising step"
         pending = torch.cat([self.unencoded, new_tokens.to(self.device)], dim=1)  # [B, n]
         if new_tokens.shape[1]:
             self.history = torch.cat([self.history, new_tokens.to(self.device)], dim=1)
@@ -276,14 +286,9 @@ class DiffusionDraftSession:
         canvas_positions = torch.arange(
             start + n_pending, start + n_pending + canvas_length, device=self.device
         )[None]
-        cfg = drafter.denoising
-        schedule = LinearTemperatureScheduleLogitsProcessor(cfg.t_min, cfg.t_max, denoising_steps)
-        stopper = StableAndConfidentStoppingCriteria(cfg.stability_threshold, cfg.confidence_threshold)
-        canvas, side = self._starting_canvas(batch, n_pending, recycle_canvas, generator)
-        self_conditioning = None
-        steps_used = 0
-        for cur_step in range(denoising_steps, 0, -1):  # steps remaining, as in transformers
-            encode_now = steps_used == 0 and n_pending > 0
+
+        def step(canvas: torch.Tensor, self_conditioning: torch.Tensor | None, first: bool) -> torch.Tensor:
+            encode_now = first and n_pending > 0
             out = drafter.model.model(
                 input_ids=pending if encode_now else None,
                 position_ids=position_ids if encode_now else None,
@@ -295,12 +300,35 @@ class DiffusionDraftSession:
             )
             if encode_now and drafter.encoder_first_token:
                 self.next_logits = drafter.logits(out.encoder_last_hidden_state[:, -1:])  # [B, 1, V]
+            return out.last_hidden_state
+
+        draft = self._denoise(step, batch, n_pending, choice, generator)
+        self.encoded_length += n_pending
+        self.unencoded = pending[:, :0]
+        return draft
+
+    def _denoise(self, step: Any, batch: int, shift: int, choice: Choice, generator: torch.Generator) -> Draft:
+        """The denoising loop over a starting canvas ``[B, C]`` (``shift``: tokens committed since the
+        last canvas, for recycling); ``step(canvas, self_conditioning, first)`` runs one model call (the
+        first of a round also encodes what is pending, and sets ``next_logits``) and returns the
+        decoder's hidden states ``[B, C, H]``. Shared by the single-row and the batched session."""
+        drafter = self.drafter
+        canvas_length = drafter.canvas_length
+        block_size, denoising_steps, recycle_canvas = choice.block_size, choice.denoising_steps, choice.recycle_canvas
+        cfg = drafter.denoising
+        schedule = LinearTemperatureScheduleLogitsProcessor(cfg.t_min, cfg.t_max, denoising_steps)
+        stopper = StableAndConfidentStoppingCriteria(cfg.stability_threshold, cfg.confidence_threshold)
+        canvas, side = self._starting_canvas(batch, shift, recycle_canvas, generator)
+        self_conditioning = None
+        steps_used = 0
+        for cur_step in range(denoising_steps, 0, -1):  # steps remaining, as in transformers
+            hidden = step(canvas, self_conditioning, steps_used == 0)
             steps_used += 1
             # On the last step only the block is read (the whole canvas when it will be recycled),
             # so the LM head, softcap and argmax skip the other positions.
             last = cur_step == 1
             width = canvas_length if recycle_canvas or not last else block_size
-            raw = drafter.logits(out.last_hidden_state[:, :width])  # [B, width, V], a fresh tensor
+            raw = drafter.logits(hidden[:, :width])  # [B, width, V], a fresh tensor
             if drafter.encoder_first_token and self.next_logits is not None:
                 raw[:, :1] = self.next_logits  # in place: a concatenation would copy the whole canvas's logits
             logits = schedule(None, raw, cur_step=cur_step)  # [B, width, V]
@@ -312,8 +340,6 @@ class DiffusionDraftSession:
             kept = self.sampler.accept_canvas(canvas, denoised, logits, cur_step)
             canvas = torch.where(self.sampler.accepted_token_mask, kept, self._noise(batch, canvas_length, generator))
             self_conditioning = logits.to(drafter.model.get_input_embeddings().weight.dtype)
-        self.encoded_length += n_pending
-        self.unencoded = pending[:, :0]
         self.last_canvas = argmax_canvas  # [B, width]: the block only, unless recycling asked for all
         head = logits[:, :block_size]  # [B, K, V]
         if self.mode is ProposalMode.ARGMAX:

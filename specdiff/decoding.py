@@ -72,7 +72,7 @@ def side_reach(side: SideReport | None, committed: list[int]) -> int:
     return reach
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     # CUDA kernels run asynchronously; without a sync the timers would charge them to the wrong phase.
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -144,14 +144,15 @@ class SpeculativeDecoder:
             raise SpecdiffError(f"prompt token ids must lie in 0..{self.verifier.vocab_size - 1}")
         return torch.tensor([ids], dtype=torch.long)
 
-    def _resolve_eos(self, eos_token_id: int | tuple[int, ...] | None) -> tuple[int, ...]:
+    def resolve_eos(self, eos_token_id: int | tuple[int, ...] | None) -> tuple[int, ...]:
+        """The stop ids of a call: the verifier's for None, else the id or ids given (() never stops)."""
         if eos_token_id is None:
             return self.verifier.eos_token_ids
         if isinstance(eos_token_id, int):
             return (eos_token_id,)
         return tuple(eos_token_id)
 
-    def _controller_for(self, args: GenerateArgs) -> Controller:
+    def controller_for(self, args: GenerateArgs) -> Controller:
         """The call's controller: explicit block, steps or proposer override the decoder's policy
         with a fixed one (the decoder's own ``Fixed`` fills what the call leaves out). A seeded call
         gets a fresh copy of the decoder's policy (what it learnt from earlier calls would make the
@@ -186,7 +187,7 @@ class SpeculativeDecoder:
 
     def _start(self, prompt: Prompt, args: GenerateArgs) -> tuple[torch.Tensor, Iterator[Round]]:
         """Check every argument (nothing runs before they all pass); the prompt ids and the rounds."""
-        controller = self._controller_for(args)
+        controller = self.controller_for(args)
         controller.reset(self.limits)
         prompt_ids = self.encode_prompt(prompt)
         limit = self.verifier.max_positions
@@ -195,7 +196,7 @@ class SpeculativeDecoder:
                 f"the prompt ({prompt_ids.shape[1]} tokens) plus max_new_tokens ({args.max_new_tokens}) exceeds "
                 f"the verifier's {limit} positions; shorten the prompt or lower max_new_tokens"
             )
-        eos_ids = self._resolve_eos(args.eos_token_id)
+        eos_ids = self.resolve_eos(args.eos_token_id)
         return prompt_ids, self._rounds(prompt_ids, args, controller, eos_ids)
 
     def _rounds(
@@ -236,10 +237,10 @@ class SpeculativeDecoder:
             else:
                 draft, draft_tokens, steps_used = None, pending[:, :0], 0
             cap, k = k, draft_tokens.shape[1]  # the block the controller chose, and what it kept of it
-            _sync(device)
+            sync(device)
             t1 = time.perf_counter()
             target_logits = verifier.score(torch.cat([pending, draft_tokens], dim=1))  # [1, K + 1, V]
-            _sync(device)
+            sync(device)
             t2 = time.perf_counter()
             outcome = self._accept(draft_tokens, draft, target_logits, sampling, generator)
             n = int(outcome.num_accepted[0])
@@ -249,7 +250,7 @@ class SpeculativeDecoder:
             if not done:
                 verifier.keep(1 + n, 1 + k)
                 pending = outcome.next_token[:, None]
-            _sync(device)
+            sync(device)
             t3 = time.perf_counter()
             stats = RoundStats(
                 round_index=round_index,
@@ -305,6 +306,24 @@ class SpeculativeDecoder:
         vocab = probs.shape[-1]
         draft_probs = probs[:, :0] if draft is None else draft.distribution(vocab).to(probs.device)
         return stochastic_accept(draft_tokens, draft_probs, probs, generator)
+
+    def generate_batch(self, prompts: Sequence[Prompt], args: GenerateArgs | None = None, policy: Any | None = None,
+                       **overrides: Any) -> list[GenerationResult]:
+        """Generate for every prompt in one batch (``specdiff.batch``): one ``GenerationResult`` per
+        prompt, in order, each row's output what ``generate`` gives it alone. Arguments as
+        ``generate``, shared by every row (``seed`` makes the whole batch repeatable); prompts of one
+        kind per batch; ``policy`` overrides the batch policy (``specdiff.controllers.batch``)."""
+        from specdiff.batch import generate_batch  # the batch machinery loads only when used
+
+        return generate_batch(self, prompts, GenerateArgs.of(args, overrides), policy)
+
+    def stream_batch(self, prompts: Sequence[Prompt], args: GenerateArgs | None = None, policy: Any | None = None,
+                     **overrides: Any) -> Iterator[Any]:
+        """Yield each batch round's committed tokens per row (``specdiff.batch.BatchRound``; row ids
+        are the prompts' indices); arguments as ``generate_batch``, all checked before the first round."""
+        from specdiff.batch import stream_batch
+
+        return stream_batch(self, prompts, GenerateArgs.of(args, overrides), policy)
 
     def generate(self, prompt: Prompt, args: GenerateArgs | None = None, **overrides: Any) -> GenerationResult:
         """Generate after ``prompt``: a string (needs a tokenizer), chat messages

@@ -58,6 +58,12 @@ class CausalLMVerifier:
     def session(self, prompt_ids: torch.Tensor) -> VerifierSession:
         return VerifierSession(self, prompt_ids)
 
+    def batch_session(self) -> Any:
+        """A session for a batch of rows that join and leave (``specdiff.verifiers.batched``)."""
+        from specdiff.verifiers.batched import BatchedVerifierSession
+
+        return BatchedVerifierSession(self)
+
 
 class VerifierSession:
     """One generation's verifier state: a KV cache over all committed tokens but the pending one."""

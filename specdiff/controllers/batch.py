@@ -1,0 +1,250 @@
+"""Batch-aware policies: one proposer, block size and step count per round for the whole batch.
+
+In a batch every row's block is verified in one forward of ``[B, 1 + K]`` tokens, so the cost of a
+round depends on the batch size B and on the block size K together: on a CPU (or a GPU at large B)
+the verifier is compute-bound and speculation's extra positions cost nearly as much as real tokens,
+while at small B a round costs little more than a plain step. A policy sees ``BatchRoundStats``
+after each round and answers ``choose(batch_size)`` before the next; ``PLAIN`` is plain batched
+decoding, one verifier token per row.
+
+``BatchFixed`` runs the same choice every round. ``BatchAdaptive`` (the default) learns online, per
+drafting setting (the n-gram lookup where the decoder has it, the diffusion drafter per step count;
+``specdiff.controllers.settings``), (i) the chance that a row's draft positions 0..i are all
+accepted, pooled over rows (``ReachCounts``), and (ii) the seconds of a round, one ``CostModel`` per
+batch size seen (a batch size not seen yet starts from the nearest one's), fed the batch's rounds.
+Each round it picks the setting and K on ``block_grid`` with the most expected committed tokens per
+second for the batch, ``B * E[tokens a row] / seconds(B, K)``, against plain decoding's
+``B / seconds(B, 0)``. A policy only picks sizes, so it cannot change the output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from specdiff.controllers.base import Limits, canvas_of, check_choice
+from specdiff.controllers.cost import NOMINAL_DRAFT_TOKEN, NOMINAL_LOOKUP, NOMINAL_STEP, NOMINAL_VERIFY, CostModel
+from specdiff.controllers.reach import ReachCounts, block_grid
+from specdiff.controllers.settings import Settings
+from specdiff.errors import SpecdiffError
+from specdiff.metrics import RoundStats
+from specdiff.protocols import PLAIN, Choice, Proposer
+
+
+@dataclass(frozen=True)
+class BatchRoundStats:
+    """One round of a batch: the shared choice and timings, and per row (in batch order) what it did.
+
+    ``scored`` is the verifier's block width, 1 + the longest draft verified; ``blocks`` each row's
+    block (the choice, capped so that no row drafts past its ``max_new_tokens``); ``side_reach`` per
+    row as in ``RoundStats``; ``fed`` the most committed tokens a row's draft session took this round
+    (after a stretch without that proposer, or when rows join, the session encodes a backlog).
+    """
+
+    round_index: int
+    batch_size: int
+    proposer: Proposer
+    block_size: int
+    denoising_steps: int
+    denoising_steps_used: int
+    scored: int
+    blocks: tuple[int, ...]
+    proposed: tuple[int, ...]
+    accepted: tuple[int, ...]
+    committed: tuple[int, ...]
+    side_reach: tuple[int, ...]
+    draft_s: float
+    verify_s: float
+    other_s: float
+    fed: int = 0
+
+    @property
+    def total_s(self) -> float:
+        return self.draft_s + self.verify_s + self.other_s
+
+
+def nominal_batch_seconds(stats: BatchRoundStats) -> BatchRoundStats:
+    """``stats`` on the nominal clock (``specdiff.controllers.cost.nominal_seconds``), scaled by the
+    rows: a seeded batch's policy then makes the same choices on every run."""
+    rows, verify = stats.batch_size, NOMINAL_VERIFY[0] + NOMINAL_VERIFY[1] * stats.batch_size * stats.scored
+    if stats.proposer is Proposer.DIFFUSION:
+        draft = NOMINAL_STEP * stats.denoising_steps_used + NOMINAL_DRAFT_TOKEN * stats.block_size * rows
+    elif stats.proposer is Proposer.NGRAM:
+        draft = NOMINAL_LOOKUP * rows
+    else:
+        draft = 0.0
+    return replace(stats, draft_s=draft, verify_s=verify, other_s=0.0)
+
+
+def round_of(stats: BatchRoundStats) -> RoundStats:
+    """The batch round as one ``RoundStats`` for a cost model (its width, proposer and seconds)."""
+    return RoundStats(round_index=stats.round_index, block_size=stats.block_size, denoising_steps=stats.denoising_steps,
+                      denoising_steps_used=stats.denoising_steps_used, proposed=stats.scored - 1, accepted=0,
+                      committed=0, draft_s=stats.draft_s, verify_s=stats.verify_s, other_s=stats.other_s,
+                      proposer=stats.proposer)
+
+
+def _check_batch_choice(choice: Choice, limits: Limits, max_steps: int | None) -> None:
+    if choice.recycle_canvas:
+        raise SpecdiffError("canvas recycling is not offered in a batch (rows commit different counts); "
+                            "use a choice with recycle_canvas=False")
+    check_choice(choice, limits, max_steps)
+
+
+@dataclass
+class BatchFixed:
+    """The same choice every round, whatever the batch size."""
+
+    choice: Choice = field(default_factory=lambda: Choice.diffusion(8, 1))
+
+    def reset(self, limits: Limits, max_steps: int | None = None) -> None:
+        _check_batch_choice(self.choice, limits, max_steps)
+
+    def choose(self, batch_size: int) -> Choice:
+        del batch_size
+        return self.choice
+
+    def observe(self, stats: BatchRoundStats) -> None:
+        del stats  # a fixed policy learns nothing
+
+
+@dataclass
+class BatchAdaptive:
+    """Expected committed tokens per second for the batch, learnt online; plain decoding when that wins.
+
+    See the module docstring. Warm-up (``Settings.warmup``): two rounds at the fewest model steps, one
+    at the lookup (or the next step count), one at a quarter of the block, one plain round. Then
+    every ``explore_every`` rounds a neighbour of the current choice runs once (K up, the next setting,
+    K down); a change needs a ``hysteresis`` gain; in a plain stretch one probe round drafts every
+    ``probe_after`` rounds. The learnt costs and (faded) acceptance carry over to the next batch.
+    """
+
+    start_block_size: int = 8
+    steps_options: tuple[int, ...] = (1, 2)
+    explore_every: int = 16
+    hysteresis: float = 0.1
+    probe_after: int = 8
+    memory: float = 32.0
+    prior_acceptance: float = 0.5
+    prior_strength: float = 2.0
+    limits: dict[Proposer, int] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        if not self.steps_options or min(self.steps_options) < 1:
+            raise SpecdiffError(f"steps_options must be non-empty, each >= 1 (got {self.steps_options}); "
+                                "drafting without a model is the n-gram proposer's")
+        if self.start_block_size < 1 or self.explore_every < 2 or self.probe_after < 1:
+            raise SpecdiffError("BatchAdaptive needs start_block_size >= 1, explore_every >= 2, probe_after >= 1")
+        self.max_steps: int | None = None
+
+    def reset(self, limits: Limits, max_steps: int | None = None) -> None:
+        limits = dict(limits)
+        if limits != self.limits or max_steps != self.max_steps:
+            self._learn_afresh(limits, max_steps)
+        else:
+            self.counts.fade(0.25)  # acceptance depends on the prompts: a faded prior for the next batch
+            self.warmup = []
+        self.rounds_seen = self.plain_streak = self.explore_turn = 0
+
+    def _learn_afresh(self, limits: dict[Proposer, int], max_steps: int | None) -> None:
+        steps = tuple(s for s in self.steps_options if max_steps is None or s <= max_steps)
+        if Proposer.DIFFUSION in limits and not steps:
+            raise SpecdiffError(f"none of steps_options {self.steps_options} is within the drafter's {max_steps}")
+        self.limits, self.max_steps = limits, max_steps
+        self.settings = Settings(limits, steps or (1,), (False,))
+        self.canvas_length = canvas_of(limits)
+        self.counts = ReachCounts(1, len(self.settings), self.canvas_length, self.settings.families,
+                                  self.prior_acceptance, self.prior_strength)
+        self.costs: dict[int, CostModel] = {}
+        self.grid = np.array(block_grid(self.canvas_length))  # [G]
+        self.grid_ok = self.settings.fits(self.grid)  # [R, G]
+        self.steps_used = np.array([float(s) for _, s, _ in self.settings.rows])  # [R] mean steps used
+        self.warmup = self.settings.warmup(self.start_block_size)
+        self.current = self.warmup[0]
+
+    # -- predictions -------------------------------------------------------------------------------
+
+    def cost_for(self, batch: int) -> CostModel:
+        """The cost model of this batch size, else the nearest one seen (in ratio), else a fresh one."""
+        if batch in self.costs or not self.costs:
+            return self.costs.get(batch, CostModel())
+        return self.costs[min(self.costs, key=lambda b: (abs(np.log(b / batch)), b))]
+
+    def rates(self, batch: int) -> tuple[np.ndarray, float]:
+        """Predicted committed tokens per second for the batch: ``[R, G]`` drafting (-inf where a
+        setting's proposer cannot draft that block), and plain."""
+        cost = self.cost_for(batch)
+        tokens = self.counts.expected_tokens(0)[0][:, self.grid]  # [R, G]
+        lookup = self.settings.is_lookup[:, None]
+        seconds = cost.draft_many(self.steps_used[:, None], self.grid[None, :], lookup)
+        seconds = seconds + cost.verify.predict_many(self.grid + 1)[None, :]
+        rates = np.where(self.grid_ok, batch * tokens / seconds, -np.inf)
+        return rates, batch / cost.round_s(Proposer.PLAIN, 0)
+
+    # -- the protocol ------------------------------------------------------------------------------
+
+    def choose(self, batch_size: int) -> Choice:
+        if self.rounds_seen < len(self.warmup):
+            return self.warmup[self.rounds_seen]
+        rates, plain = self.rates(batch_size)
+        r, g = np.unravel_index(int(np.argmax(rates)), rates.shape)
+        best, best_rate = self.settings.choice(int(r), int(self.grid[g])), float(rates[r, g])
+        if self.current.proposer is Proposer.PLAIN:
+            if best_rate > plain * (1.0 + self.hysteresis):
+                self.current = best
+            elif self.plain_streak >= self.probe_after:
+                self.plain_streak = 0
+                return best  # a probe: one drafting round, so the acceptance counts stay alive
+        elif plain > best_rate:
+            self.current = PLAIN
+        elif best_rate > self._rate_of(self.current, rates) * (1.0 + self.hysteresis):
+            self.current = best
+        if self.current.proposer is not Proposer.PLAIN and self.rounds_seen % self.explore_every == \
+                self.explore_every - 1:
+            return self._neighbour()
+        return self.current
+
+    def _rate_of(self, choice: Choice, rates: np.ndarray) -> float:
+        r = self.settings.index(choice.proposer, choice.denoising_steps, False)
+        g = int(np.argmin(np.abs(self.grid - choice.block_size)))
+        return float(rates[r, g])
+
+    def _neighbour(self) -> Choice:
+        """The next exploration move in a fixed rotation: K up, the next setting up the ladder, K down."""
+        current, settings = self.current, self.settings
+        k, grid, ladder = current.block_size, self.grid.tolist(), settings.ladder
+        rung = ladder.index((current.proposer, current.denoising_steps))
+        other = ladder[(rung + 1 + self.explore_turn // 3) % len(ladder)]
+        moves = [replace(current, block_size=min([g for g in grid if g > k], default=k)),
+                 settings.rung_choice(other, k, False),
+                 replace(current, block_size=max([g for g in grid if g < k], default=k))]
+        for _ in moves:
+            move = moves[self.explore_turn % len(moves)]
+            self.explore_turn += 1
+            if move is not None and move != current and settings.runs(move):
+                return move
+        return current
+
+    def observe(self, stats: BatchRoundStats) -> None:
+        self.rounds_seen += 1
+        teach = stats.fed <= self.canvas_length + 1  # a backlog's encoding says nothing of the next round
+        self.costs[stats.batch_size] = self.cost_for(stats.batch_size).updated(round_of(stats), teach_draft=teach)
+        if stats.proposer is Proposer.PLAIN or not any(stats.blocks):
+            self.plain_streak += stats.proposer is Proposer.PLAIN
+            return
+        self.plain_streak = 0
+        keep = 1.0 - 1.0 / self.memory
+        self.counts.fade(keep)
+        r = self.settings.index(stats.proposer, stats.denoising_steps, False)
+        self.steps_used[r] = keep * self.steps_used[r] + (1.0 - keep) * stats.denoising_steps_used
+        lookup = self.settings.index(Proposer.NGRAM, 0, False) if Proposer.NGRAM in self.limits else None
+        for block, proposed, accepted, committed, side in zip(
+                stats.blocks, stats.proposed, stats.accepted, stats.committed, stats.side_reach, strict=True):
+            if block == 0:
+                continue  # a row's last token is never drafted: nothing to learn
+            # A row that proposed nothing (a lookup without a guess) missed at position 0.
+            self.counts.add_run(0, r, min(max(proposed, 1), self.canvas_length), min(accepted, proposed))
+            if lookup is not None and stats.proposer is Proposer.DIFFUSION and side >= 0:
+                # The lookup's guess, judged by what the row committed (as ``Adaptive`` counts it).
+                self.counts.add_run(0, lookup, min(side + 1, committed, self.canvas_length), side)

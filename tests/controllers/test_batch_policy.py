@@ -1,0 +1,91 @@
+"""The batch policies on synthetic rounds: what BatchAdaptive picks follows the acceptance and costs it sees."""
+
+from __future__ import annotations
+
+import pytest
+
+from specdiff import SpecdiffError
+from specdiff.controllers import PLAIN, Choice, Proposer
+from specdiff.controllers.batch import BatchAdaptive, BatchFixed, BatchRoundStats, nominal_batch_seconds
+
+LIMITS = {Proposer.DIFFUSION: 16, Proposer.NGRAM: 16}
+
+
+def played(choice: Choice, batch: int, accepted: int, index: int, seconds: float) -> BatchRoundStats:
+    """A round where every row accepted ``accepted`` of its block (capped at the block)."""
+    k = choice.block_size
+    n = min(accepted, k)
+    return BatchRoundStats(
+        round_index=index, batch_size=batch, proposer=choice.proposer, block_size=k,
+        denoising_steps=choice.denoising_steps, denoising_steps_used=choice.denoising_steps, scored=1 + k,
+        blocks=(k,) * batch, proposed=(k,) * batch, accepted=(n,) * batch, committed=(n + 1,) * batch,
+        side_reach=(-1,) * batch, draft_s=seconds if k else 0.0, verify_s=0.01 + 0.001 * k, other_s=0.0)
+
+
+def run_policy(policy: BatchAdaptive, accepts: dict[Proposer, int], draft_s: dict[Proposer, float],
+               rounds: int = 80, batch: int = 4) -> list[Choice]:
+    policy.reset(LIMITS, max_steps=8)
+    chosen = []
+    for i in range(rounds):
+        choice = policy.choose(batch)
+        chosen.append(choice)
+        accepted = accepts.get(choice.proposer, 0)
+        policy.observe(played(choice, batch, accepted, i, draft_s.get(choice.proposer, 0.0) * choice.denoising_steps
+                              if choice.proposer is Proposer.DIFFUSION else draft_s.get(choice.proposer, 0.0)))
+    return chosen
+
+
+def test_a_lookup_that_is_always_right_wins():
+    chosen = run_policy(BatchAdaptive(), {Proposer.NGRAM: 16, Proposer.DIFFUSION: 0},
+                        {Proposer.NGRAM: 1e-4, Proposer.DIFFUSION: 0.05})
+    late = chosen[40:]
+    assert sum(c.proposer is Proposer.NGRAM for c in late) >= 0.8 * len(late)
+    assert max(c.block_size for c in late if c.proposer is Proposer.NGRAM) >= 8
+
+
+def test_a_drafter_that_is_always_right_beats_a_useless_lookup():
+    chosen = run_policy(BatchAdaptive(), {Proposer.NGRAM: 0, Proposer.DIFFUSION: 16},
+                        {Proposer.NGRAM: 1e-4, Proposer.DIFFUSION: 0.005})
+    late = chosen[40:]
+    assert sum(c.proposer is Proposer.DIFFUSION for c in late) >= 0.8 * len(late)
+
+
+def test_nothing_accepted_means_plain_decoding_with_probes():
+    chosen = run_policy(BatchAdaptive(), {}, {Proposer.NGRAM: 1e-3, Proposer.DIFFUSION: 0.05})
+    late = chosen[40:]
+    assert sum(c == PLAIN for c in late) >= 0.8 * len(late)
+    assert any(c != PLAIN for c in late)  # probes keep the acceptance counts alive
+
+
+def test_settings_follow_the_decoder_and_bad_options_are_refused():
+    policy = BatchAdaptive(steps_options=(1, 2, 50))
+    policy.reset({Proposer.NGRAM: 8}, None)
+    assert {p for p, _, _ in policy.settings.rows} == {Proposer.NGRAM}
+    assert all(c.proposer in (Proposer.NGRAM, Proposer.PLAIN) for c in policy.warmup)
+    policy.reset(LIMITS, max_steps=2)
+    assert sorted(s for p, s, _ in policy.settings.rows if p is Proposer.DIFFUSION) == [1, 2]
+    with pytest.raises(SpecdiffError, match="n-gram"):
+        BatchAdaptive(steps_options=(0, 1))
+    with pytest.raises(SpecdiffError, match="recycling"):
+        BatchFixed(Choice.diffusion(4, 1, recycle_canvas=True)).reset(LIMITS)
+
+
+def test_nominal_clock_depends_only_on_the_round():
+    a = played(Choice.diffusion(8, 2), 4, 3, 0, 0.123)
+    b = played(Choice.diffusion(8, 2), 4, 3, 0, 9.0)
+    assert nominal_batch_seconds(a) == nominal_batch_seconds(b)
+    assert nominal_batch_seconds(played(Choice.ngram(8), 4, 3, 0, 1.0)).draft_s < nominal_batch_seconds(a).draft_s
+
+
+def test_a_compute_bound_verifier_makes_even_a_perfect_lookup_lose_to_plain_decoding():
+    """Each scored position costing a whole plain round: K + 1 positions for at most K + 1 tokens."""
+    policy = BatchAdaptive()
+    policy.reset(LIMITS, max_steps=8)
+    chosen = []
+    for i in range(80):
+        choice = policy.choose(8)
+        chosen.append(choice)
+        stats = played(choice, 8, 16 if choice.proposer is Proposer.NGRAM else 0, i, 1e-4)
+        policy.observe(BatchRoundStats(**{**stats.__dict__, "verify_s": 0.01 * (1 + choice.block_size)}))
+    late = chosen[40:]
+    assert sum(c == PLAIN for c in late) >= 0.8 * len(late)

@@ -1,0 +1,97 @@
+"""Per-row rollback of the batched caches against a from-scratch recomputation, past the sliding window."""
+
+from __future__ import annotations
+
+import torch
+from helpers import CANVAS, SHAPE
+from specdiff.drafts.diffusion_gemma import DiffusionDraftSession, ProposalMode
+from specdiff.verifiers.batched import BatchedVerifierSession
+
+from specdiff.protocols import Choice
+from specdiff.ragged_cache import fit_right, shift_right
+
+
+def test_shift_right_and_fit_right_tables():
+    mask = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
+    assert shift_right(mask, torch.tensor([0, 2])).tolist() == [[1, 2, 3, 4], [0, 0, 5, 6]]
+    states = torch.arange(8.0).reshape(2, 1, 4, 1)
+    assert shift_right(states, torch.tensor([1, 0]))[:, 0, :, 0].tolist() == [[0, 0, 1, 2], [4, 5, 6, 7]]
+    assert fit_right(states, 2)[:, 0, :, 0].tolist() == [[2, 3], [6, 7]]
+    assert fit_right(states, 5)[:, 0, :, 0].tolist() == [[0, 0, 1, 2, 3], [0, 4, 5, 6, 7]]
+
+
+def full_logits(model, tokens: list[int]) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([tokens])).logits[0].float()  # [T, V]
+
+
+def test_verifier_rollback_per_row_matches_recomputation(verifier):
+    """Random ragged blocks and per-row keeps for 30 rounds (rows join and leave), every row going
+    far past the sliding window (16): each row's scores equal a fresh forward over its own tokens."""
+    gen = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(3, SHAPE.vocab_size, (n,), generator=gen) for n in (1, 6, 2 * SHAPE.sliding_window)]
+    session = BatchedVerifierSession(verifier, prompts)
+    rows = [p.tolist() for p in prompts]  # committed tokens, the pending one last
+    checked = 0
+    for round_index in range(30):
+        ks = torch.randint(0, 7, (len(rows),), generator=gen).tolist()
+        block = torch.zeros(len(rows), 1 + max(ks), dtype=torch.long)
+        drafts = [torch.randint(3, SHAPE.vocab_size, (k,), generator=gen).tolist() for k in ks]
+        for i, (row, draft) in enumerate(zip(rows, drafts, strict=True)):
+            block[i, : 1 + len(draft)] = torch.tensor([row[-1], *draft])
+        logits = session.score(block)
+        for i, (row, draft) in enumerate(zip(rows, drafts, strict=True)):
+            expected = full_logits(verifier.model, row + draft)[len(row) - 1 :]
+            torch.testing.assert_close(logits[i, : 1 + len(draft)], expected, atol=1e-4, rtol=1e-4)
+            checked += 1
+        kept = [int(torch.randint(0, k + 1, (1,), generator=gen)) for k in ks]
+        session.keep(torch.tensor([1 + n for n in kept]))
+        rows = [row + draft[:n] + [int(torch.randint(3, SHAPE.vocab_size, (1,), generator=gen))]
+                for row, draft, n in zip(rows, drafts, kept, strict=True)]
+        if round_index == 10:  # a long row joins, then the shortest leaves
+            joining = torch.randint(3, SHAPE.vocab_size, (40,), generator=gen)
+            session.add_rows([joining])
+            rows.append(joining.tolist())
+        if round_index == 20:
+            session.remove_rows([1, 2, 3])
+            rows = rows[1:]
+    assert checked > 80 and min(len(r) for r in rows) > 3 * SHAPE.sliding_window
+    # Compaction: no slot is padding in every row.
+    assert bool(session.rows.mask.any(dim=0).all())
+    assert session.rows.lengths.tolist() == [len(r) - 1 for r in rows]
+
+
+def decoder_read(drafter, cache, mask, positions, canvas) -> torch.Tensor:
+    with torch.no_grad():
+        return drafter.model.model.decoder(decoder_input_ids=canvas, cache=cache, decoder_attention_mask=mask,
+                                           decoder_position_ids=positions).last_hidden_state
+
+
+def test_drafter_encoder_cache_per_row_matches_single_sessions(drafter):
+    """Rows commit different counts each round; the batched encoder cache gives each row the encoder
+    logits and the decoder read of its own single-row session, past the sliding window."""
+    gen = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(3, SHAPE.vocab_size, (n,), generator=gen) for n in (3, 20, 9)]
+    batched = drafter.batch_session(greedy=True)
+    batched.add_rows(prompts)
+    singles = [DiffusionDraftSession(drafter, p[None], ProposalMode.ARGMAX) for p in prompts]
+    new = [p[:0] for p in prompts]
+    for round_index in range(10):
+        batched.propose(new, Choice.diffusion(4, 1), torch.Generator().manual_seed(round_index))
+        canvas = torch.randint(3, SHAPE.vocab_size, (1, CANVAS), generator=gen)
+        rows = batched.rows
+        mask = torch.cat([rows.mask, torch.ones(len(singles), CANVAS, dtype=torch.bool)], dim=1)
+        positions = rows.lengths[:, None] + torch.arange(CANVAS)[None]
+        batch_read = decoder_read(drafter, rows.cache, mask, positions, canvas.expand(len(singles), -1))
+        for i, single in enumerate(singles):
+            single.propose(new[i][None], Choice.diffusion(4, 1), torch.Generator().manual_seed(99))
+            torch.testing.assert_close(batched.next_logits[i], single.next_logits[0], atol=1e-4, rtol=1e-4)
+            start = single.encoded_length
+            read = decoder_read(drafter, single.cache, None, torch.arange(start, start + CANVAS)[None], canvas)
+            torch.testing.assert_close(batch_read[i], read[0], atol=1e-4, rtol=1e-4)
+            assert int(rows.lengths[i]) == single.encoded_length
+        new = [torch.randint(3, SHAPE.vocab_size, (int(torch.randint(1, 8, (1,), generator=gen)),), generator=gen)
+               for _ in prompts]
+    assert min(s.encoded_length for s in singles) > 2 * SHAPE.sliding_window
+    batched.remove_rows([2, 0])
+    assert batched.rows.lengths.tolist() == [singles[2].encoded_length, singles[0].encoded_length]
