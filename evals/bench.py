@@ -43,12 +43,13 @@ from specdiff.evals.methods import (
     run_assisted_ar_drafter,
     run_hf_prompt_lookup,
 )
-from specdiff.evals.running import check_models_and_out, check_run_limits, progress_bar, suite_to_run, use_threads
+from specdiff.evals.running import check_models_and_out, check_run_limits, progress_bar, suite_to_run
 from specdiff.evals.suites import Suite
 from specdiff.evals.table import output_hash
 
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import loop_share
+from specdiff.threads import use_threads
 
 if TYPE_CHECKING:
     import pandas as pd  # imported where used: `specdiff --help` stays fast

@@ -14,6 +14,7 @@ from specdiff.evals.suites import Suite, load_suite
 from specdiff.evals.table import DIFFUSION
 
 from specdiff.errors import SpecdiffError
+from specdiff.threads import check_threads
 
 if TYPE_CHECKING:
     from specdiff.evals.sweep import SweepConfig, Task
@@ -39,8 +40,7 @@ def check_run_limits(max_new_tokens: int, limit: int | None, threads: int | None
         raise SpecdiffError(f"--max-new-tokens must be >= 1 (got {max_new_tokens})")
     if limit is not None and limit < 1:
         raise SpecdiffError(f"--limit must be >= 1 (got {limit})")
-    if threads is not None and threads < 1:
-        raise SpecdiffError(f"--threads must be >= 1 (got {threads})")
+    check_threads(threads)
 
 
 def check_models_and_out(drafter: str | None, verifier: str | None, out: Path, suffixes: tuple[str, ...]) -> None:
@@ -156,18 +156,6 @@ def run_verifier_alone(verifier: Any, prompt_ids: Any, task: Task, config: Sweep
         position_accepted=[],
         token_ids=tokens,
     )
-
-
-def use_threads(threads: int | None) -> None:
-    """Set torch's CPU threads for this process (None: leave torch's choice).
-
-    On a shared machine fewer threads than cores can be much faster: idle-spinning threads wait
-    on cores that other jobs hold.
-    """
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 @contextmanager

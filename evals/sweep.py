@@ -25,7 +25,6 @@ from specdiff.evals.running import (
     run_speculative,
     run_verifier_alone,
     suite_to_run,
-    use_threads,
     verifier_generate,
 )
 from specdiff.evals.suites import Suite
@@ -47,6 +46,7 @@ from specdiff.evals.table import (
 
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import loop_share
+from specdiff.threads import use_threads
 
 __all__ = ["AR", "KEY_COLUMNS", "ROW_COLUMNS", "SPECDIFF", "TIMING_COLUMNS", "Journal", "SweepConfig", "Task",
            "check_sweep", "journal_path", "plan", "read_results", "run_sweep"]

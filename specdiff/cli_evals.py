@@ -18,6 +18,7 @@ from rich.table import Table
 
 from specdiff.evals.bench import BenchConfig
 from specdiff.evals.sweep import SweepConfig
+from specdiff.threads import CLI_THREADS, THREADS_ENV, THREADS_HELP, passive_openmp
 
 console = Console()
 
@@ -81,7 +82,7 @@ def sweep(
     top_k: int = typer.Option(_SWEEP["top_k"], help="Verifier top-k when sampling (0: none)."),
     top_p: float = typer.Option(_SWEEP["top_p"], help="Verifier top-p when sampling (1: none)."),
     limit: int | None = typer.Option(_SWEEP["limit"], help="Run only the suite's first N prompts."),
-    threads: int | None = typer.Option(_SWEEP["threads"], help="torch CPU threads (default: torch's choice)."),
+    threads: int = typer.Option(CLI_THREADS, envvar=THREADS_ENV, help=THREADS_HELP),
     drafter: str | None = typer.Option(_SWEEP["drafter"], help="Drafter folder or hub id (default: pocket)."),
     verifier: str | None = typer.Option(_SWEEP["verifier"], help="Verifier folder or hub id (default: pocket)."),
     out: Path = typer.Option(..., help="Results table, FILE.parquet or FILE.csv."),
@@ -93,6 +94,7 @@ def sweep(
     Each finished row is on disk at once (OUT.rows.jsonl until the end), so a killed run loses at
     most the generation in flight; --resume picks up where it stopped.
     """
+    passive_openmp()
     from specdiff.evals.sweep import run_sweep
 
     config = SweepConfig(
@@ -238,7 +240,7 @@ def bench(
     max_new_tokens: int = typer.Option(_BENCH["max_new_tokens"], help="New tokens per generation."),
     methods: str = typer.Option(_joined(_BENCH["methods"]), help="Methods to compare, comma-separated."),
     limit: int | None = typer.Option(_BENCH["limit"], help="Run only the suite's first N prompts."),
-    threads: int | None = typer.Option(_BENCH["threads"], help="torch CPU threads (default: torch's choice)."),
+    threads: int = typer.Option(CLI_THREADS, envvar=THREADS_ENV, help=THREADS_HELP),
     grid_block_sizes: str = typer.Option(_joined(_BENCH["grid_block_sizes"]), help="fixed_best's grid: block sizes."),
     grid_proposers: str = typer.Option(
         _joined(_BENCH["grid_proposers"]), help="fixed_best's grid: proposers (ngram, diffusion)."
@@ -254,6 +256,7 @@ def bench(
     out: Path = typer.Option(..., help="One row per method, FILE.csv or FILE.parquet (per-prompt runs beside it)."),
 ) -> None:
     """Compare methods side by side, greedy, interleaved per prompt; checks that their outputs agree."""
+    passive_openmp()
     from transformers.utils import logging as hf_logging
 
     from specdiff.evals.bench import run_bench
