@@ -15,6 +15,7 @@ configuration (all prompts and seeds) rather than averaging per-prompt ratios:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -313,8 +314,10 @@ def markdown_report(
     gpu_price_per_hour: float | None = None,
     plots: list[Path] | None = None,
     top: int = 10,
+    folder: Path | None = None,
 ) -> str:
-    """A report to paste into a pull request."""
+    """A report to paste into a pull request; ``folder`` is where the markdown file will live (image
+    links are relative to it; None: the current directory)."""
     summary = summarize(results, gpu_price_per_hour)
     view = SUMMARY_VIEW + (["cost_per_million_tokens"] if gpu_price_per_hour is not None else [])
     agreement = greedy_agreement(results)
@@ -347,5 +350,6 @@ def markdown_report(
             "",
         ]
     for path in plots or []:
-        parts += [f"![{path.stem}]({path.name})", ""]
+        link = Path(os.path.relpath(Path(path).resolve(), Path(folder or ".").resolve())).as_posix()
+        parts += [f"![{path.stem}]({link})", ""]
     return "\n".join(parts)

@@ -4,6 +4,7 @@ speculative decoder's, or the verifier's own ``generate()``), threads and the pr
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,6 +51,24 @@ def check_models_and_out(drafter: str | None, verifier: str | None, out: Path, s
     check_model_pair(drafter, verifier)
     if Path(out).suffix.lower() not in suffixes:
         raise SpecdiffError(f"--out must end in {' or '.join(suffixes)} (got {Path(out).name})")
+    writable_folder(Path(out).parent, "--out")
+
+
+def writable_folder(folder: Path, option: str) -> Path:
+    """``folder``, created if missing, or a clear error when it cannot hold the output: checked
+    before any model loads, so a long run never ends unable to save."""
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise SpecdiffError(f"{option}: {folder} is a file, not a folder; choose a path inside a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SpecdiffError(
+            f"{option}: cannot create the folder {folder} ({err.strerror}); choose another path"
+        ) from None
+    if not os.access(folder, os.W_OK):
+        raise SpecdiffError(f"{option}: the folder {folder} is not writable; choose another path")
+    return folder
 
 
 def suite_to_run(name: str, limit: int | None, largest_block: int, what: str, drafter: str | None,

@@ -114,7 +114,14 @@ def sweep(
         threads=threads,
         resume=resume,
     )
-    frame = run_sweep(config)
+    try:
+        frame = run_sweep(config)
+    except KeyboardInterrupt:
+        from specdiff.evals.table import journal_path
+
+        typer.echo(f"interrupted: every finished row is safe in {journal_path(out)}; continue with the same "
+                   "command plus --resume", err=True)
+        raise typer.Exit(code=130) from None
     console.print(f"{len(frame)} rows in {out}; read them with: specdiff report {out}")
 
 
@@ -136,14 +143,19 @@ def report(
         from specdiff.errors import SpecdiffError
 
         raise SpecdiffError(f"--gpu-price-per-hour must be > 0 (got {gpu_price_per_hour})")
+    from specdiff.evals.running import writable_folder
+
     results = read_results(file)
+    for folder, option in ((plots, "--plots"), (markdown.parent if markdown else None, "--markdown")):
+        if folder is not None:
+            writable_folder(folder, option)
     summary = rep.summarize(results, gpu_price_per_hour)
     print_report(results, summary, top)
     written = rep.write_plots(results, plots) if plots is not None else []
     for path in written:
         console.print(f"plot: {path}")
     if markdown is not None:
-        markdown.write_text(rep.markdown_report(results, gpu_price_per_hour, written, top))
+        markdown.write_text(rep.markdown_report(results, gpu_price_per_hour, written, top, markdown.parent))
         console.print(f"markdown: {markdown}")
 
 
@@ -253,13 +265,14 @@ def bench(
         _BENCH["ar_drafter"], help="AR drafter for assisted generation (default: pocket)."
     ),
     repeats: int = typer.Option(_BENCH["repeats"], help="Passes over the prompts; seconds summed over all."),
+    overwrite: bool = typer.Option(_BENCH["overwrite"], help="Replace an existing OUT (and its .runs file)."),
     out: Path = typer.Option(..., help="One row per method, FILE.csv or FILE.parquet (per-prompt runs beside it)."),
 ) -> None:
     """Compare methods side by side, greedy, interleaved per prompt; checks that their outputs agree."""
     passive_openmp()
     from transformers.utils import logging as hf_logging
 
-    from specdiff.evals.bench import run_bench
+    from specdiff.evals.bench import run_bench, runs_path
 
     config = BenchConfig(
         out=out,
@@ -276,14 +289,14 @@ def bench(
         verifier=verifier,
         ar_drafter=ar_drafter,
         repeats=repeats,
+        overwrite=overwrite,
     )
     hf_logging.set_verbosity_error()  # assisted generation warns about its own internal arguments
     result = run_bench(config)
-    runs_path = out.with_name(out.stem + ".runs" + out.suffix)
-    for frame, path in ((result.summary, out), (result.runs, runs_path)):
+    for frame, path in ((result.summary, out), (result.runs, runs_path(out))):
         frame.to_parquet(path, index=False) if path.suffix.lower() == ".parquet" else frame.to_csv(path, index=False)
     print_bench(result)
-    console.print(f"{out} (per prompt: {runs_path})")
+    console.print(f"{out} (per prompt: {runs_path(out)})")
 
 
 def print_bench(result: Any) -> None:

@@ -109,7 +109,7 @@ def test_bench(evals_app, models, mini_suite, tmp_path):
     [
         (["sweep", "--suite", "nope"], "unknown suite 'nope'"),
         (["sweep", "--block-sizes", ""], "--block-sizes is empty"),
-        (["sweep", "--steps", ""], "--denoising-steps is empty"),
+        (["sweep", "--steps", ""], "--steps is empty"),
         (["sweep", "--block-sizes", "4,x"], "--block-sizes takes comma-separated ints"),
         (["sweep", "--block-sizes", "8,64"], "block size 64 exceeds the drafter's canvas of 16"),
         (["sweep", "--temperatures", "-0.5"], "temperature must be >= 0"),
