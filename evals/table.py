@@ -3,7 +3,16 @@
 Durability: each finished row is appended to a journal next to the output (``OUT.rows.jsonl``),
 flushed and fsynced before the next generation starts, so ``kill -9`` loses at most the row in
 flight. At the end the journal becomes the table (``.parquet`` or ``.csv``) and is removed. A row
-is identified by ``KEY_COLUMNS`` and appears once in the final table.
+is identified by ``KEY_COLUMNS`` and appears once in the final table. A corrupt line in the
+journal is skipped and reported by number; reading never writes.
+
+The arguments that define a table (``TABLE_ARGS``: the suite and its prompt texts, the grid, the
+sampling settings, the models) live in a sidecar, ``OUT.args.json``, written before the first
+row and kept beside the table. A sidecar rather than a header line: the same file serves a
+``.parquet`` and a ``.csv`` table (which has no place for metadata) and the journal, whose lines
+stay rows only; it is small, readable and written once. A resume under other arguments would
+mix rows that do not belong together (another suite's prompts under the same ids, another
+``max_new_tokens`` as a second ``ar`` row), so it is refused, naming what differs.
 
 Row columns (``ROW_COLUMNS``): the key, then
 

@@ -92,7 +92,8 @@ def sweep(
     plus the verifier alone.
 
     Each finished row is on disk at once (OUT.rows.jsonl until the end), so a killed run loses at
-    most the generation in flight; --resume picks up where it stopped.
+    most the generation in flight; --resume picks up where it stopped. The arguments that define
+    the table are kept in OUT.args.json: --resume with other ones is refused.
     """
     passive_openmp()
     from specdiff.evals.sweep import run_sweep
