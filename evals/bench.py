@@ -43,12 +43,13 @@ from specdiff.evals.methods import (
     run_assisted_ar_drafter,
     run_hf_prompt_lookup,
 )
-from specdiff.evals.running import check_models_and_out, check_run_limits, progress_bar, suite_to_run, use_threads
+from specdiff.evals.running import check_models_and_out, check_run_limits, progress_bar, suite_to_run
 from specdiff.evals.suites import Suite
 from specdiff.evals.table import output_hash
 
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import loop_share
+from specdiff.threads import use_threads
 
 if TYPE_CHECKING:
     import pandas as pd  # imported where used: `specdiff --help` stays fast
@@ -76,6 +77,7 @@ class BenchConfig:
     # Passes over the prompts, each method's seconds summed over all: single runs of the same work
     # differ by up to 20% on a busy CPU, which is as large as the gaps between the policies.
     repeats: int = 1
+    overwrite: bool = False
 
 
 def speculative(make_controller: Callable[[BenchContext], Any]) -> Runner:
@@ -170,6 +172,9 @@ def check_bench(config: BenchConfig, canvas_length: int | None = None) -> Suite:
     for name in config.grid_proposers:
         proposer_named(name)
     check_models_and_out(config.drafter, config.verifier, config.out, (".csv", ".parquet"))
+    existing = [p for p in (Path(config.out), runs_path(config.out)) if p.exists()]
+    if existing and not config.overwrite:
+        raise SpecdiffError(f"{existing[0]} already exists; choose another --out, or pass --overwrite to replace it")
     if (
         config.drafter is not None
         and config.ar_drafter is None
@@ -178,6 +183,12 @@ def check_bench(config: BenchConfig, canvas_length: int | None = None) -> Suite:
         raise SpecdiffError("assisted_ar_drafter needs --ar-drafter when --drafter and --verifier are named")
     return suite_to_run(config.suite, config.limit, max(config.grid_block_sizes), "grid block size",
                         config.drafter, canvas_length)
+
+
+def runs_path(out: Path) -> Path:
+    """Where the bench's per-prompt runs go, beside its summary ``out``."""
+    out = Path(out)
+    return out.with_name(out.stem + ".runs" + out.suffix)
 
 
 def grid_choices(config: BenchConfig, proposers: Any) -> list[Any]:

@@ -15,6 +15,7 @@ configuration (all prompts and seeds) rather than averaging per-prompt ratios:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -128,115 +129,29 @@ def position_acceptance(results: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns="drafts")
 
 
+def best_position_rates(results: pd.DataFrame, best: pd.Series, positions: int = 16) -> list[float]:
+    """Acceptance by draft position at the configuration ``best`` (a ``best_configs`` row), given
+    every earlier position was accepted: what the terminal, the markdown and the plot all show."""
+    table = position_acceptance(results)
+    mine = table[
+        (table["suite"] == best["suite"])
+        & (table["temperature"] == best["temperature"])
+        & (table["top_k"] == best["top_k"])
+        & (table["top_p"] == best["top_p"])
+        & (table["max_new_tokens"] == best["max_new_tokens"])
+        & (table["proposer"] == best["proposer"])
+        & (table["block_size"] == best["block_size"])
+        & (table["denoising_steps"] == best["denoising_steps"])
+    ]
+    return [float(r) for r in mine["conditional_rate"].head(positions) if r == r]
+
+
 def greedy_agreement(results: pd.DataFrame) -> pd.DataFrame:
     """Per suite, greedy prompts whose outputs agree across every method and configuration."""
     greedy = results[results["temperature"] == 0]
     per_prompt = greedy.groupby(["suite", "prompt_id", "max_new_tokens"])["output_hash"].nunique()
     table = (per_prompt == 1).groupby(level="suite").agg(["sum", "size"]).reset_index()
     return table.rename(columns={"sum": "identical", "size": "prompts"})
-
-
-# -- plots ---------------------------------------------------------------------------------------------
-
-
-def write_plots(results: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """PNGs: acceptance-length heatmap, acceptance by position, tokens/s by block size, time split."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(results)
-    temperature = sorted(summary["temperature"].unique())[0]
-    summary = summary[summary["temperature"] == temperature]
-    spec = summary[summary["method"] == SPECDIFF].assign(setting=lambda f: _settings(f))
-    suites = sorted(spec["suite"].unique())
-    tag = f"temperature {temperature:g}"
-    paths = []
-    if not suites:
-        return paths
-
-    fig, axes = _panels(plt, len(suites))
-    for ax, suite in zip(axes, suites, strict=False):
-        grid = spec[spec["suite"] == suite].pivot_table(
-            index="setting", columns="block_size", values="mean_acceptance_length"
-        )
-        image = ax.imshow(grid.to_numpy(), cmap="viridis", aspect="auto", origin="lower")
-        ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns])
-        ax.set_yticks(range(len(grid.index)), [str(i) for i in grid.index])
-        for (i, j), value in np.ndenumerate(grid.to_numpy()):
-            ax.text(
-                j,
-                i,
-                f"{value:.2f}",
-                ha="center",
-                va="center",
-                color="white" if value < grid.to_numpy().mean() else "black",
-                fontsize=9,
-            )
-        ax.set(title=suite, xlabel="block size", ylabel="proposer")
-        fig.colorbar(image, ax=ax, label="mean acceptance length")
-    paths.append(_save(fig, out / "acceptance_heatmap.png", f"Mean acceptance length (tokens per round), {tag}"))
-
-    positions = position_acceptance(results[results["temperature"] == temperature])
-    fig, axes = _panels(plt, len(suites))
-    for ax, suite in zip(axes, suites, strict=False):
-        best = best_configs(spec[spec["suite"] == suite]).iloc[0]
-        mine = positions[(positions["suite"] == suite) & (positions["block_size"] == best["block_size"])]
-        for setting, curve in mine.assign(setting=_settings(mine)).groupby("setting"):
-            ax.plot(curve["position"] + 1, curve["reach_rate"], marker=".", label=setting)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set(
-            title=f"{suite}, block {best['block_size']}",
-            xlabel="draft position",
-            ylabel="rounds accepting through it",
-            ylim=(0, 1.02),
-        )
-        ax.grid(alpha=0.3)
-    _legend_outside(axes[len(suites) - 1])
-    paths.append(_save(fig, out / "acceptance_by_position.png", f"Acceptance by draft position, {tag}"))
-
-    fig, axes = _panels(plt, len(suites))
-    for ax, suite in zip(axes, suites, strict=False):
-        mine = spec[spec["suite"] == suite]
-        for setting, curve in mine.groupby("setting"):
-            ax.plot(
-                curve.sort_values("block_size")["block_size"],
-                curve.sort_values("block_size")["tokens_per_s"],
-                marker="o",
-                label=setting,
-            )
-        ar = summary[(summary["suite"] == suite) & (summary["method"] == AR)]["tokens_per_s"]
-        if len(ar):
-            ax.axhline(float(ar.iloc[0]), color="black", linestyle="--", label="verifier alone")
-        ax.set_xscale("log", base=2)
-        blocks = sorted(mine["block_size"].unique())
-        ax.set_xticks(blocks, [str(b) for b in blocks])
-        ax.minorticks_off()
-        ax.set(title=suite, xlabel="block size", ylabel="tokens/s")
-        ax.grid(alpha=0.3)
-    _legend_outside(axes[len(suites) - 1])
-    paths.append(_save(fig, out / "tokens_per_s.png", f"Tokens per second by block size, {tag}"))
-
-    best = best_configs(spec)
-    fig, ax = plt.subplots(figsize=(7, 1.4 + 0.5 * len(best)))
-    labels = [f"{r.suite}: {config_label(r)}" for r in best.itertuples()]
-    left = np.zeros(len(best))
-    for column, colour in (
-        ("draft_share", "tab:blue"),
-        ("verify_share", "tab:orange"),
-        ("other_share", "tab:red"),
-    ):
-        bars = ax.barh(labels, best[column], left=left, color=colour, label=column.replace("_share", ""))
-        ax.bar_label(bars, [f"{v:.0%}" for v in best[column]], label_type="center", fontsize=8, color="white")
-        left += best[column].to_numpy()
-    ax.set(xlim=(0, 1), xlabel="share of round time (other: acceptance, rollback, bookkeeping)")
-    ax.legend(ncol=3, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
-    paths.append(_save(fig, out / "time_split.png", f"Round time at each suite's best configuration, {tag}"))
-    return paths
 
 
 def config_label(row: Any) -> str:
@@ -246,32 +161,6 @@ def config_label(row: Any) -> str:
     if row.proposer == "diffusion":
         return f"diffusion {row.block_size} x {row.denoising_steps}"
     return f"{row.proposer} {row.block_size}"
-
-
-def _legend_outside(ax) -> None:
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
-
-
-def _settings(frame: pd.DataFrame) -> pd.Series:
-    """Each row's drafting setting: ``ngram``, or the diffusion drafter's ``N steps``."""
-    plural = np.where(frame["denoising_steps"] == 1, "", "s")
-    steps = frame["denoising_steps"].astype(int).astype(str) + " step" + plural
-    return steps.where(frame["proposer"] == "diffusion", frame["proposer"])
-
-
-def _panels(plt, n: int):
-    fig, axes = plt.subplots(1, n, figsize=(max(4.8 * n, 6.4), 3.9), squeeze=False)
-    return fig, list(axes[0])
-
-
-def _save(fig, path: Path, title: str) -> Path:
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path
 
 
 # -- markdown -----------------------------------------------------------------------------------------
@@ -313,8 +202,10 @@ def markdown_report(
     gpu_price_per_hour: float | None = None,
     plots: list[Path] | None = None,
     top: int = 10,
+    folder: Path | None = None,
 ) -> str:
-    """A report to paste into a pull request."""
+    """A report to paste into a pull request; ``folder`` is where the markdown file will live (image
+    links are relative to it; None: the current directory)."""
     summary = summarize(results, gpu_price_per_hour)
     view = SUMMARY_VIEW + (["cost_per_million_tokens"] if gpu_price_per_hour is not None else [])
     agreement = greedy_agreement(results)
@@ -346,6 +237,13 @@ def markdown_report(
             ),
             "",
         ]
+    best = best_configs(summary)
     for path in plots or []:
-        parts += [f"![{path.stem}]({path.name})", ""]
+        link = Path(os.path.relpath(Path(path).resolve(), Path(folder or ".").resolve())).as_posix()
+        parts += [f"![{path.stem}]({link})", ""]
+        if path.stem == "acceptance_by_position":
+            for row in best[best["temperature"] == best["temperature"].min()].itertuples():
+                rates = " ".join(f"{r:.2f}" for r in best_position_rates(results, pd.Series(row._asdict())))
+                parts += [f"Acceptance by draft position given the earlier positions accepted, {row.suite}, "
+                          f"{config_label(row)} (the bold line): {rates}", ""]
     return "\n".join(parts)

@@ -4,6 +4,7 @@ speculative decoder's, or the verifier's own ``generate()``), threads and the pr
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from specdiff.evals.suites import Suite, load_suite
 from specdiff.evals.table import DIFFUSION
 
 from specdiff.errors import SpecdiffError
+from specdiff.threads import check_threads
 
 if TYPE_CHECKING:
     from specdiff.evals.sweep import SweepConfig, Task
@@ -39,8 +41,7 @@ def check_run_limits(max_new_tokens: int, limit: int | None, threads: int | None
         raise SpecdiffError(f"--max-new-tokens must be >= 1 (got {max_new_tokens})")
     if limit is not None and limit < 1:
         raise SpecdiffError(f"--limit must be >= 1 (got {limit})")
-    if threads is not None and threads < 1:
-        raise SpecdiffError(f"--threads must be >= 1 (got {threads})")
+    check_threads(threads)
 
 
 def check_models_and_out(drafter: str | None, verifier: str | None, out: Path, suffixes: tuple[str, ...]) -> None:
@@ -50,6 +51,24 @@ def check_models_and_out(drafter: str | None, verifier: str | None, out: Path, s
     check_model_pair(drafter, verifier)
     if Path(out).suffix.lower() not in suffixes:
         raise SpecdiffError(f"--out must end in {' or '.join(suffixes)} (got {Path(out).name})")
+    writable_folder(Path(out).parent, "--out")
+
+
+def writable_folder(folder: Path, option: str) -> Path:
+    """``folder``, created if missing, or a clear error when it cannot hold the output: checked
+    before any model loads, so a long run never ends unable to save."""
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise SpecdiffError(f"{option}: {folder} is a file, not a folder; choose a path inside a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SpecdiffError(
+            f"{option}: cannot create the folder {folder} ({err.strerror}); choose another path"
+        ) from None
+    if not os.access(folder, os.W_OK):
+        raise SpecdiffError(f"{option}: the folder {folder} is not writable; choose another path")
+    return folder
 
 
 def suite_to_run(name: str, limit: int | None, largest_block: int, what: str, drafter: str | None,
@@ -156,18 +175,6 @@ def run_verifier_alone(verifier: Any, prompt_ids: Any, task: Task, config: Sweep
         position_accepted=[],
         token_ids=tokens,
     )
-
-
-def use_threads(threads: int | None) -> None:
-    """Set torch's CPU threads for this process (None: leave torch's choice).
-
-    On a shared machine fewer threads than cores can be much faster: idle-spinning threads wait
-    on cores that other jobs hold.
-    """
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 @contextmanager

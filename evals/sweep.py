@@ -13,6 +13,7 @@ Each finished row is durable at once (``specdiff.evals.table``: the journal, the
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,6 @@ from specdiff.evals.running import (
     run_speculative,
     run_verifier_alone,
     suite_to_run,
-    use_threads,
     verifier_generate,
 )
 from specdiff.evals.suites import Suite
@@ -36,17 +36,24 @@ from specdiff.evals.table import (
     PLAIN,
     ROW_COLUMNS,
     SPECDIFF,
+    TABLE_ARGS,
     TIMING_COLUMNS,
     Journal,
+    args_differences,
+    args_path,
     journal_path,
     output_hash,
+    read_args,
     read_results,
     row_key,
+    warn,
+    write_args,
     write_table,
 )
 
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import loop_share
+from specdiff.threads import use_threads
 
 __all__ = ["AR", "KEY_COLUMNS", "ROW_COLUMNS", "SPECDIFF", "TIMING_COLUMNS", "Journal", "SweepConfig", "Task",
            "check_sweep", "journal_path", "plan", "read_results", "run_sweep"]
@@ -107,7 +114,7 @@ def check_sweep(config: SweepConfig, canvas_length: int | None = None) -> Suite:
 
     for name in ("proposers", "block_sizes", "denoising_steps", "temperatures", "seeds"):
         if not getattr(config, name):
-            raise SpecdiffError(f"--{name.replace('_', '-')} is empty; give at least one value")
+            raise SpecdiffError(f"{TABLE_ARGS[name]} is empty; give at least one value")
     if min(config.block_sizes) < 1:
         raise SpecdiffError(f"block sizes must be >= 1 (got {min(config.block_sizes)})")
     for name in config.proposers:
@@ -122,6 +129,46 @@ def check_sweep(config: SweepConfig, canvas_length: int | None = None) -> Suite:
         raise SpecdiffError(f"{out} already exists; pass --resume to continue it, or choose another --out")
     return suite_to_run(config.suite, config.limit, max(config.block_sizes), "block size", config.drafter,
                         canvas_length)
+
+
+def table_args(config: SweepConfig, suite: Suite) -> dict[str, Any]:
+    """The arguments that define a sweep's table (``specdiff.evals.table.TABLE_ARGS``), in a
+    canonical form: a resume with other ones would mix rows that do not belong together."""
+    from specdiff.args import proposer_named
+
+    return dict(
+        suite=suite.name,
+        prompts={p.id: hashlib.sha256(p.prompt.encode()).hexdigest()[:16] for p in suite.prompts},
+        proposers=sorted({proposer_named(name).value for name in config.proposers}),
+        block_sizes=sorted(set(config.block_sizes)),
+        denoising_steps=sorted(set(config.denoising_steps)),
+        temperatures=sorted({float(t) for t in config.temperatures}),
+        seeds=sorted(set(config.seeds)),
+        max_new_tokens=config.max_new_tokens,
+        top_k=config.top_k,
+        top_p=float(config.top_p),
+        drafter=config.drafter or "pocket",
+        verifier=config.verifier or "pocket",
+    )
+
+
+def check_same_args(out: Path, args: dict[str, Any], has_rows: bool) -> None:
+    """A table with rows continues only under the arguments it was written with; else record them."""
+    if not has_rows:
+        write_args(out, args)
+        return
+    recorded = read_args(out)
+    if recorded is None:
+        raise SpecdiffError(
+            f"{out} has no record of the arguments it was written with ({args_path(out).name} is missing); "
+            "--resume cannot tell whether its rows belong with this run's, so choose another --out"
+        )
+    differences = args_differences(recorded, args)
+    if differences:
+        raise SpecdiffError(
+            f"{out} was written with other arguments: {'; '.join(differences)}. Resume with the arguments it "
+            "was written with (see " + args_path(out).name + "), or choose another --out"
+        )
 
 
 def plan(config: SweepConfig, suite: Suite) -> list[Task]:
@@ -216,9 +263,11 @@ def run_sweep(
     out = Path(config.out)
     journal = Journal(journal_path(out))
     models = (config.drafter or "pocket", config.verifier or "pocket")
-    done_rows = (read_results(out).to_dict("records") if out.exists() else []) + journal.read()
-    if done_rows and {(r["drafter"], r["verifier"]) for r in done_rows} != {models}:
-        raise SpecdiffError(f"{out} holds rows of other models; resume with the same --drafter and --verifier")
+    scan = journal.repair()  # a torn last line (killed mid-write) goes; the next row needs a line of its own
+    for problem in scan.problems(journal.path):
+        warn(problem)
+    done_rows = (read_results(out).to_dict("records") if out.exists() else []) + scan.rows
+    check_same_args(out, table_args(config, suite), bool(done_rows) or out.exists() or journal.path.exists())
     finished = {row_key(r) for r in done_rows}
     pending = [t for t in plan(config, suite) if task_key(t, config, suite) not in finished]
     if pending:

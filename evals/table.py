@@ -3,7 +3,16 @@
 Durability: each finished row is appended to a journal next to the output (``OUT.rows.jsonl``),
 flushed and fsynced before the next generation starts, so ``kill -9`` loses at most the row in
 flight. At the end the journal becomes the table (``.parquet`` or ``.csv``) and is removed. A row
-is identified by ``KEY_COLUMNS`` and appears once in the final table.
+is identified by ``KEY_COLUMNS`` and appears once in the final table. A corrupt line in the
+journal is skipped and reported by number; reading never writes.
+
+The arguments that define a table (``TABLE_ARGS``: the suite and its prompt texts, the grid, the
+sampling settings, the models) live in a sidecar, ``OUT.args.json``, written before the first
+row and kept beside the table. A sidecar rather than a header line: the same file serves a
+``.parquet`` and a ``.csv`` table (which has no place for metadata) and the journal, whose lines
+stay rows only; it is small, readable and written once. A resume under other arguments would
+mix rows that do not belong together (another suite's prompts under the same ids, another
+``max_new_tokens`` as a second ``ar`` row), so it is refused, naming what differs.
 
 Row columns (``ROW_COLUMNS``): the key, then
 
@@ -32,6 +41,7 @@ import json
 import numbers
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,36 +116,140 @@ def journal_path(out: Path) -> Path:
     return out.with_name(out.name + ".rows.jsonl")
 
 
+@dataclass(frozen=True)
+class JournalScan:
+    """What a journal holds: its rows, the numbers (1-based) of complete lines that are not rows,
+    and an unfinished last line (a run killed mid-write, or one still writing) starting at ``torn_at``."""
+
+    rows: list[dict[str, Any]]
+    bad_lines: tuple[int, ...] = ()
+    torn_at: int | None = None
+
+    def problems(self, path: Path) -> list[str]:
+        """One line per problem, for the user; a torn last line is normal and not listed."""
+        if not self.bad_lines:
+            return []
+        numbers = ", ".join(map(str, self.bad_lines[:10])) + (" ..." if len(self.bad_lines) > 10 else "")
+        return [f"{path}: line(s) {numbers} are not rows (corrupted?); skipped, the {len(self.rows)} valid rows "
+                "around them are kept (a resumed sweep runs the skipped generations again)"]
+
+
 class Journal:
-    """An append-only JSONL file; each row is on disk before ``append`` returns."""
+    """An append-only JSONL file; each row is on disk before ``append`` returns.
+
+    Reading never writes (``specdiff report`` reads a running sweep's journal); only a resuming
+    writer cuts a torn last line off (``repair``), so that its next row starts on a line of its own.
+    A corrupt line in the middle is skipped and reported, never a reason to drop the rows after it.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def read(self) -> list[dict[str, Any]]:
-        """The finished rows; a torn last line (a kill mid-write) is dropped from the file."""
+    def scan(self) -> JournalScan:
         if not self.path.exists():
-            return []
-        data = self.path.read_bytes()
-        rows, good_end = [], 0
-        for line in data.splitlines(keepends=True):
+            return JournalScan([])
+        rows, bad, offset, torn_at = [], [], 0, None
+        for number, line in enumerate(self.path.read_bytes().splitlines(keepends=True), start=1):
             if not line.endswith(b"\n"):
+                torn_at = offset  # only the last line can lack its newline
                 break
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-            good_end += len(line)
-        if good_end < len(data):
+            offset += len(line)
+            row = _row_or_none(line)
+            if row is None:
+                if line.strip():
+                    bad.append(number)
+            else:
+                rows.append(row)
+        return JournalScan(rows, tuple(bad), torn_at)
+
+    def read(self) -> list[dict[str, Any]]:
+        """The finished rows (skipping lines that are not rows, and an unfinished last line)."""
+        return self.scan().rows
+
+    def repair(self) -> JournalScan:
+        """Before appending: cut an unfinished last line off the file; returns what it holds."""
+        scan = self.scan()
+        if scan.torn_at is not None:
             with open(self.path, "r+b") as f:
-                f.truncate(good_end)
-        return rows
+                f.truncate(scan.torn_at)
+        return scan
 
     def append(self, row: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+def _row_or_none(line: bytes) -> dict[str, Any] | None:
+    try:
+        row = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return row if isinstance(row, dict) and all(c in row for c in KEY_COLUMNS) else None
+
+
+def warn(message: str) -> None:
+    """A problem the user should see that does not stop the run: one line on stderr."""
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+# -- the arguments that define a table: a sidecar beside it ------------------------------------------
+
+
+def args_path(out: Path) -> Path:
+    return out.with_name(out.name + ".args.json")
+
+
+# Each recorded argument and the option that sets it, for messages.
+TABLE_ARGS = {"suite": "--suite", "prompts": "the suite's prompt texts", "proposers": "--proposers",
+              "block_sizes": "--block-sizes", "denoising_steps": "--steps", "temperatures": "--temperatures",
+              "seeds": "--seeds", "max_new_tokens": "--max-new-tokens", "top_k": "--top-k", "top_p": "--top-p",
+              "drafter": "--drafter", "verifier": "--verifier"}
+
+
+def write_args(out: Path, args: dict[str, Any]) -> None:
+    """Record the arguments a table is written with (atomically)."""
+    path = args_path(out)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(args, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_args(out: Path) -> dict[str, Any] | None:
+    path = args_path(out)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise SpecdiffError(f"{path} is not valid JSON ({err}); it records what {out.name} was run with") from None
+
+
+def args_differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs between the arguments a table was written with and this run's, for the user.
+
+    Prompts are compared by id where both have one: a different ``--limit`` may add or drop prompts,
+    but a prompt whose text changed would mix two suites' rows under one id.
+    """
+    out = []
+    for name, option in TABLE_ARGS.items():
+        old, new = recorded.get(name), now.get(name)
+        if name == "prompts":
+            changed = sorted(i for i in set(old or {}) & set(new or {}) if old[i] != new[i])
+            if changed:
+                out.append(f"{option} differ for {len(changed)} prompt(s), e.g. {changed[0]!r}")
+        elif old != new:
+            out.append(f"{option} {_shown(old)} there, {_shown(new)} now")
+    return out
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) or "(none)"
+    return "(not recorded)" if value is None else str(value)
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
@@ -152,7 +266,10 @@ def read_results(path: str | Path) -> pd.DataFrame:
         text_columns = {c: str for c in ("suite", "prompt_id", "method", "output_hash", "drafter", "verifier")}
         frame = pd.read_csv(path, dtype=text_columns, keep_default_na=False)
     elif suffix == ".jsonl":
-        frame = pd.DataFrame(Journal(path).read(), columns=ROW_COLUMNS)
+        scan = Journal(path).scan()
+        for problem in scan.problems(path):
+            warn(problem)
+        frame = pd.DataFrame(scan.rows, columns=ROW_COLUMNS)
     else:
         raise SpecdiffError(f"{path} must be a .parquet, .csv or .jsonl sweep table")
     missing = [c for c in ("prompt_id", "method", "block_size", "new_tokens", "total_s") if c not in frame.columns]

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from specdiff.evals.bench import BenchConfig
 from specdiff.evals.sweep import SweepConfig
+from specdiff.threads import CLI_THREADS, THREADS_ENV, THREADS_HELP, passive_openmp
 
 console = Console()
 
@@ -81,7 +82,7 @@ def sweep(
     top_k: int = typer.Option(_SWEEP["top_k"], help="Verifier top-k when sampling (0: none)."),
     top_p: float = typer.Option(_SWEEP["top_p"], help="Verifier top-p when sampling (1: none)."),
     limit: int | None = typer.Option(_SWEEP["limit"], help="Run only the suite's first N prompts."),
-    threads: int | None = typer.Option(_SWEEP["threads"], help="torch CPU threads (default: torch's choice)."),
+    threads: int = typer.Option(CLI_THREADS, envvar=THREADS_ENV, help=THREADS_HELP),
     drafter: str | None = typer.Option(_SWEEP["drafter"], help="Drafter folder or hub id (default: pocket)."),
     verifier: str | None = typer.Option(_SWEEP["verifier"], help="Verifier folder or hub id (default: pocket)."),
     out: Path = typer.Option(..., help="Results table, FILE.parquet or FILE.csv."),
@@ -91,8 +92,10 @@ def sweep(
     plus the verifier alone.
 
     Each finished row is on disk at once (OUT.rows.jsonl until the end), so a killed run loses at
-    most the generation in flight; --resume picks up where it stopped.
+    most the generation in flight; --resume picks up where it stopped. The arguments that define
+    the table are kept in OUT.args.json: --resume with other ones is refused.
     """
+    passive_openmp()
     from specdiff.evals.sweep import run_sweep
 
     config = SweepConfig(
@@ -112,7 +115,14 @@ def sweep(
         threads=threads,
         resume=resume,
     )
-    frame = run_sweep(config)
+    try:
+        frame = run_sweep(config)
+    except KeyboardInterrupt:
+        from specdiff.evals.table import journal_path
+
+        typer.echo(f"interrupted: every finished row is safe in {journal_path(out)}; continue with the same "
+                   "command plus --resume", err=True)
+        raise typer.Exit(code=130) from None
     console.print(f"{len(frame)} rows in {out}; read them with: specdiff report {out}")
 
 
@@ -134,14 +144,21 @@ def report(
         from specdiff.errors import SpecdiffError
 
         raise SpecdiffError(f"--gpu-price-per-hour must be > 0 (got {gpu_price_per_hour})")
+    from specdiff.evals.running import writable_folder
+
     results = read_results(file)
+    for folder, option in ((plots, "--plots"), (markdown.parent if markdown else None, "--markdown")):
+        if folder is not None:
+            writable_folder(folder, option)
     summary = rep.summarize(results, gpu_price_per_hour)
     print_report(results, summary, top)
-    written = rep.write_plots(results, plots) if plots is not None else []
+    from specdiff.evals.plots import write_plots
+
+    written = write_plots(results, plots) if plots is not None else []
     for path in written:
         console.print(f"plot: {path}")
     if markdown is not None:
-        markdown.write_text(rep.markdown_report(results, gpu_price_per_hour, written, top))
+        markdown.write_text(rep.markdown_report(results, gpu_price_per_hour, written, top, markdown.parent))
         console.print(f"markdown: {markdown}")
 
 
@@ -159,22 +176,27 @@ def _config_label(row: Any) -> str:
 
 
 # (header, how to show a summary row); the report's and the bench's tables share these columns.
+# Two-line headers keep every table within 80 columns (a pipe or a narrow terminal).
 _MEASURES = [
-    ("acc len", lambda r: _fmt(r.mean_acceptance_length)),
-    ("acc rate", lambda r: _fmt(r.acceptance_rate, ".0%")),
     ("tok/s", lambda r: _fmt(r.tokens_per_s, ".1f")),
     ("speedup", lambda r: _fmt(r.speedup, ".2f") + "x"),
+    ("acc\nlen", lambda r: _fmt(r.mean_acceptance_length)),
+    ("acc\nrate", lambda r: _fmt(r.acceptance_rate, ".0%")),
     ("draft", lambda r: _fmt(r.draft_share, ".0%")),
     ("verify", lambda r: _fmt(r.verify_share, ".0%")),
     ("other", lambda r: _fmt(r.other_share, ".0%")),
 ]
 _COST = ("$/1M", lambda r: _fmt(r.cost_per_million_tokens))
+_TEXT_COLUMNS = ("suite", "method", "config")  # these wrap in a narrow terminal; numbers never do
 
 
 def _table(title: str, columns: list[tuple[str, Any]], rows: list[Any]) -> Table:
-    table = Table(title=title, title_justify="left", header_style="bold underline", box=None, pad_edge=False)
+    table = Table(title=title, title_justify="left", header_style="bold", box=None, pad_edge=False,
+                  padding=(0, 1, 0, 0))
     for i, (header, _) in enumerate(columns):
-        table.add_column(header, justify="left" if i == 0 else "right", no_wrap=True, min_width=len(header))
+        text = header in _TEXT_COLUMNS
+        table.add_column(header, justify="left" if i == 0 or text else "right", no_wrap=not text,
+                         overflow="fold", min_width=max(len(line) for line in header.split("\n")))
     for row in rows:
         table.add_row(*(show(row) for _, show in columns))
     return table
@@ -190,13 +212,12 @@ def print_report(results: Any, summary: Any, top: int) -> None:
         ("suite", lambda r: r.suite),
         ("T", lambda r: f"{r.temperature:g}"),
         ("config", _config_label),
-        *[m for m in _MEASURES if m[0] in ("acc len", "acc rate", "tok/s", "speedup", "other")],
+        *[m for m in _MEASURES if m[0] in ("acc\nlen", "acc\nrate", "tok/s", "speedup", "other")],
         ("loop", lambda r: _fmt(r.loop_share)),
         *extra,
     ]
     console.print(_table("best configuration per suite", columns, list(best.itertuples())))
 
-    positions = rep.position_acceptance(results)
     columns = [
         ("config", _config_label),
         *_MEASURES,
@@ -212,14 +233,7 @@ def print_report(results: Any, summary: Any, top: int) -> None:
         winner = best[(best["suite"] == suite) & (best["temperature"] == temperature)]
         if len(winner):
             w = winner.iloc[0]
-            mine = positions[
-                (positions["suite"] == suite)
-                & (positions["temperature"] == temperature)
-                & (positions["proposer"] == w["proposer"])
-                & (positions["block_size"] == w["block_size"])
-                & (positions["denoising_steps"] == w["denoising_steps"])
-            ]
-            rates = " ".join(f"{r:.2f}" for r in mine["conditional_rate"].head(16) if r == r)
+            rates = " ".join(f"{r:.2f}" for r in rep.best_position_rates(results, w))
             console.print(
                 f"acceptance by draft position at {_config_label(w)} "
                 f"(given the earlier positions accepted): {rates or '—'}",
@@ -238,7 +252,7 @@ def bench(
     max_new_tokens: int = typer.Option(_BENCH["max_new_tokens"], help="New tokens per generation."),
     methods: str = typer.Option(_joined(_BENCH["methods"]), help="Methods to compare, comma-separated."),
     limit: int | None = typer.Option(_BENCH["limit"], help="Run only the suite's first N prompts."),
-    threads: int | None = typer.Option(_BENCH["threads"], help="torch CPU threads (default: torch's choice)."),
+    threads: int = typer.Option(CLI_THREADS, envvar=THREADS_ENV, help=THREADS_HELP),
     grid_block_sizes: str = typer.Option(_joined(_BENCH["grid_block_sizes"]), help="fixed_best's grid: block sizes."),
     grid_proposers: str = typer.Option(
         _joined(_BENCH["grid_proposers"]), help="fixed_best's grid: proposers (ngram, diffusion)."
@@ -251,12 +265,14 @@ def bench(
         _BENCH["ar_drafter"], help="AR drafter for assisted generation (default: pocket)."
     ),
     repeats: int = typer.Option(_BENCH["repeats"], help="Passes over the prompts; seconds summed over all."),
+    overwrite: bool = typer.Option(_BENCH["overwrite"], help="Replace an existing OUT (and its .runs file)."),
     out: Path = typer.Option(..., help="One row per method, FILE.csv or FILE.parquet (per-prompt runs beside it)."),
 ) -> None:
     """Compare methods side by side, greedy, interleaved per prompt; checks that their outputs agree."""
+    passive_openmp()
     from transformers.utils import logging as hf_logging
 
-    from specdiff.evals.bench import run_bench
+    from specdiff.evals.bench import run_bench, runs_path
 
     config = BenchConfig(
         out=out,
@@ -273,24 +289,25 @@ def bench(
         verifier=verifier,
         ar_drafter=ar_drafter,
         repeats=repeats,
+        overwrite=overwrite,
     )
     hf_logging.set_verbosity_error()  # assisted generation warns about its own internal arguments
     result = run_bench(config)
-    runs_path = out.with_name(out.stem + ".runs" + out.suffix)
-    for frame, path in ((result.summary, out), (result.runs, runs_path)):
+    for frame, path in ((result.summary, out), (result.runs, runs_path(out))):
         frame.to_parquet(path, index=False) if path.suffix.lower() == ".parquet" else frame.to_csv(path, index=False)
     print_bench(result)
-    console.print(f"{out} (per prompt: {runs_path})")
+    console.print(f"{out} (per prompt: {runs_path(out)})")
 
 
 def print_bench(result: Any) -> None:
     columns = [
         ("method", lambda r: r.method),
         ("config", lambda r: _config_label(r) if r.block_size else ""),
-        *[(h, show) for h, show in _MEASURES if h != "speedup"],
-        ("speedup vs ar", lambda r: _fmt(r.speedup_vs_ar) + "x"),
+        *[(h, show) if h != "speedup" else (h, lambda r: _fmt(r.speedup_vs_ar) + "x") for h, show in _MEASURES],
+        ("loop", lambda r: _fmt(getattr(r, "loop_share", float("nan")))),
     ]
-    console.print(_table("bench (greedy, interleaved per prompt)", columns, list(result.summary.itertuples())))
+    title = "bench (greedy, interleaved per prompt; speedup over ar, the verifier alone)"
+    console.print(_table(title, columns, list(result.summary.itertuples())))
     methods = ", ".join(result.summary["method"])
     prompts = result.runs["prompt_id"].nunique()
     if result.identical:

@@ -61,11 +61,18 @@ def load_decoder(drafter: str | None, verifier: str | None, dtype: str | None = 
                  device_map: str | None = None) -> Any:
     """A ``SpeculativeDecoder`` for the named models (with an n-gram lookup beside the drafter), or
     the pocket pair when neither is named."""
-    from specdiff.loading import check_model_pair
+    from specdiff.loading import check_model_pair, resolve_model_location
+    from specdiff.model_checks import check_device_map, check_model_files
 
     check_model_pair(drafter, verifier)
     if drafter is None:
         return load_pocket()
+    from transformers import AutoModelForCausalLM, DiffusionGemmaForBlockDiffusion
+
+    # Both models checked before either loads: a mistake in the second costs no wait for the first.
+    check_device_map(device_map)
+    check_model_files(DiffusionGemmaForBlockDiffusion, resolve_model_location(drafter))
+    check_model_files(AutoModelForCausalLM, resolve_model_location(verifier))
     from specdiff.decoding import SpeculativeDecoder
     from specdiff.drafts import ContextSeed, DiffusionGemmaDrafter, NgramLookup
     from specdiff.verifiers import CausalLMVerifier

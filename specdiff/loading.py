@@ -1,16 +1,23 @@
 """Loading models and tokenizers from a local folder or a hub id, safely.
 
-Both adapters load through here: safetensors only, remote code never, and a missing folder or an
-unreachable hub id becomes a ``SpecdiffError`` that says what to do.
+Both adapters load through here: safetensors only, remote code never, no progress bars, and each
+way a load goes wrong becomes one ``SpecdiffError`` line that says what to do, checked before the
+weights are read where it can be (``specdiff.model_checks``): a missing folder, a model of the
+other kind (a drafter given as the verifier, or the reverse), a truncated weights file, a device
+map naming a GPU torch cannot see, and a hub id that is neither cached nor reachable (which would
+otherwise retry for half a minute).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from specdiff.errors import SpecdiffError
+from specdiff.model_checks import check_device_map, check_model_files, hub_kwargs
 
 
 def looks_like_hub_id(name: str) -> bool:
@@ -50,10 +57,27 @@ def load_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**kwargs, "use_safetensors": True, "trust_remote_code": False}
 
 
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """transformers' weight-loading progress bars off for our own loads (restored after)."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(model_cls: Any, path_or_id: str | os.PathLike[str], **kwargs: Any) -> Any:
     location = resolve_model_location(path_or_id)
+    check_device_map(kwargs.get("device_map"))
+    check_model_files(model_cls, location)
     try:
-        model = model_cls.from_pretrained(location, **load_kwargs(kwargs))
+        with quiet_loading():
+            model = model_cls.from_pretrained(location, **load_kwargs(kwargs), **hub_kwargs(location))
     except OSError as err:
         raise SpecdiffError(
             f"could not load {location}: {err.__class__.__name__}: {str(err).splitlines()[0]}; "
@@ -75,7 +99,7 @@ def load_tokenizer(path_or_id: str | os.PathLike[str]) -> Any | None:
     if Path(location).is_dir() and not any((Path(location) / f).is_file() for f in TOKENIZER_FILES):
         return None
     try:
-        return AutoTokenizer.from_pretrained(location, trust_remote_code=False)
+        return AutoTokenizer.from_pretrained(location, trust_remote_code=False, **hub_kwargs(location))
     except (OSError, ValueError, TypeError, KeyError):
         return None
 

@@ -118,7 +118,9 @@ def test_greedy_agreement_counts_prompts_whose_outputs_all_match(table):
 
 
 def test_plots_and_markdown_are_written(table, tmp_path):
-    paths = report.write_plots(table, tmp_path / "plots")
+    from specdiff.evals.plots import write_plots
+
+    paths = write_plots(table, tmp_path / "plots")
     assert [p.name for p in paths] == [
         "acceptance_heatmap.png",
         "acceptance_by_position.png",
@@ -126,7 +128,17 @@ def test_plots_and_markdown_are_written(table, tmp_path):
         "time_split.png",
     ]
     assert all(p.stat().st_size > 5000 for p in paths)
-    text = report.markdown_report(table, gpu_price_per_hour=3.0, plots=paths)
+    text = report.markdown_report(table, gpu_price_per_hour=3.0, plots=paths, folder=tmp_path / "plots")
     assert "## Best configuration per suite" in text
     assert "| s | specdiff | diffusion | 4 | 1 | 0.00 | 2.22 | 0.39 | 10.00 | 2.50 |" in text
     assert "![tokens_per_s](tokens_per_s.png)" in text
+
+
+def test_the_position_plot_draws_the_conditional_rate_the_text_prints(table):
+    from specdiff.evals.plots import figures_for
+
+    best = report.best_configs(report.summarize(table)).iloc[0]
+    assert report.best_position_rates(table, best) == pytest.approx([5 / 9, 3 / 5, 1 / 3, 0.0])
+    ax = figures_for(table)["acceptance_by_position"].axes[0]
+    (bold,) = [line for line in ax.get_lines() if line.get_linewidth() > 2]
+    assert list(bold.get_ydata()) == pytest.approx([5 / 9, 3 / 5, 1 / 3, 0.0])  # not the reach rate 5/9, 3/9, 1/9
