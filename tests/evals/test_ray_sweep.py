@@ -118,3 +118,15 @@ def test_a_failing_worker_load_is_reported_not_retried(ray_session, settings, tm
     with pytest.raises(SpecdiffError, match="exceed the verifier's"):
         run_ray_sweep(config, RaySettings(workers=1), progress=False)
     assert not Path(journal_path(config.out)).exists() or not Journal(journal_path(config.out)).read()
+
+
+def test_the_sweep_command_runs_on_ray(ray_session, evals_app, settings, tmp_path):
+    from typer.testing import CliRunner
+
+    out = tmp_path / "cli.csv"
+    args = ["sweep", "--suite", settings["suite"], "--drafter", settings["drafter"], "--verifier", settings["verifier"],
+            "--proposers", "diffusion", "--block-sizes", "2", "--steps", "1", "--max-new-tokens", "4",
+            "--threads", "1", "--ray", "local", "--workers", "2", "--out", str(out)]
+    result = CliRunner().invoke(evals_app, args)
+    assert result.exit_code == 0, result.output
+    assert "4 rows in" in result.output and len(sw.read_results(out)) == 4
