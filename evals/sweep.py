@@ -260,9 +260,39 @@ def run_sweep(
     canvas = max(decoder.limits.values()) if decoder is not None else None
     suite = check_sweep(config, canvas)
     use_threads(config.threads)
+    journal, done_rows, pending = pending_tasks(config, suite)
+    models = model_names(config)
+    if pending:
+        if decoder is None:
+            from specdiff.loaders import load_decoder
+
+            decoder = load_decoder(config.drafter, config.verifier)
+        prompt_ids = prepare_decoder(decoder, config, suite)
+        with progress_bar(progress, len(pending), "sweep") as advance:
+            for task in pending:
+                ids = prompt_ids[task.prompt_id]
+                measured = measure(decoder, ids, task, config)
+                row = make_row(task, config, suite, int(ids.shape[1]), measured, models)
+                journal.append(row)
+                advance(_describe(task))
+                if on_row is not None:
+                    on_row(row)
+    return finish_table(done_rows, journal, Path(config.out))
+
+
+def model_names(config: SweepConfig) -> tuple[str, str]:
+    """The rows' ``drafter`` and ``verifier`` columns ("pocket" for the pocket pair)."""
+    return (config.drafter or "pocket", config.verifier or "pocket")
+
+
+def pending_tasks(config: SweepConfig, suite: Suite) -> tuple[Journal, list[dict[str, Any]], list[Task]]:
+    """The journal, the rows already finished (in the table and the journal), and the tasks still to run.
+
+    The local sweep and the Ray sweep (``specdiff.evals.ray_sweep``) both start here, so they
+    resume the same tables the same way.
+    """
     out = Path(config.out)
     journal = Journal(journal_path(out))
-    models = (config.drafter or "pocket", config.verifier or "pocket")
     scan = journal.repair()  # a torn last line (killed mid-write) goes; the next row needs a line of its own
     for problem in scan.problems(journal.path):
         warn(problem)
@@ -270,31 +300,31 @@ def run_sweep(
     check_same_args(out, table_args(config, suite), bool(done_rows) or out.exists() or journal.path.exists())
     finished = {row_key(r) for r in done_rows}
     pending = [t for t in plan(config, suite) if task_key(t, config, suite) not in finished]
-    if pending:
-        if decoder is None:
-            from specdiff.loaders import load_decoder
+    return journal, done_rows, pending
 
-            decoder = load_decoder(config.drafter, config.verifier)
-        missing = sorted(set(config.proposers) - {p.value for p in decoder.proposers})
-        if missing:
-            raise SpecdiffError(f"this decoder has no {', '.join(missing)} proposer; drop it from --proposers")
-        prompt_ids = _encode_all(decoder, suite, config.max_new_tokens)
-        _warm_up(decoder, prompt_ids[suite.prompts[0].id], config)
-        with progress_bar(progress, len(pending), "sweep") as advance:
-            for task in pending:
-                ids = prompt_ids[task.prompt_id]
-                if task.method == AR:
-                    measured = run_verifier_alone(decoder.verifier, ids, task, config)
-                else:
-                    measured = run_speculative(decoder, ids, task, config)
-                row = make_row(task, config, suite, int(ids.shape[1]), measured, models)
-                journal.append(row)
-                advance(_describe(task))
-                if on_row is not None:
-                    on_row(row)
+
+def finish_table(done_rows: list[dict[str, Any]], journal: Journal, out: Path) -> pd.DataFrame:
+    """The table from the earlier rows and the journal's, written to ``out``; the journal removed."""
     frame = write_table(done_rows + journal.read(), out)
     journal.path.unlink(missing_ok=True)
     return frame
+
+
+def prepare_decoder(decoder: Any, config: SweepConfig, suite: Suite) -> dict[str, Any]:
+    """Refuse proposers the decoder lacks, encode every prompt, warm up; returns the prompt ids."""
+    missing = sorted(set(config.proposers) - {p.value for p in decoder.proposers})
+    if missing:
+        raise SpecdiffError(f"this decoder has no {', '.join(missing)} proposer; drop it from --proposers")
+    prompt_ids = _encode_all(decoder, suite, config.max_new_tokens)
+    _warm_up(decoder, prompt_ids[suite.prompts[0].id], config)
+    return prompt_ids
+
+
+def measure(decoder: Any, prompt_ids: Any, task: Task, config: SweepConfig) -> dict[str, Any]:
+    """One timed generation of ``task``: the row's measured part (``token_ids`` included)."""
+    if task.method == AR:
+        return run_verifier_alone(decoder.verifier, prompt_ids, task, config)
+    return run_speculative(decoder, prompt_ids, task, config)
 
 
 def _describe(task: Task) -> str:

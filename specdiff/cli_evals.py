@@ -87,6 +87,14 @@ def sweep(
     verifier: str | None = typer.Option(_SWEEP["verifier"], help="Verifier folder or hub id (default: pocket)."),
     out: Path = typer.Option(..., help="Results table, FILE.parquet or FILE.csv."),
     resume: bool = typer.Option(_SWEEP["resume"], help="Continue OUT: skip the rows it already holds."),
+    ray: str | None = typer.Option(
+        None, metavar="local|ADDRESS",
+        help="Run the tasks on Ray actors (the ray extra; setup.sh installs it): --ray local starts a local Ray "
+        "for the run; --ray ADDRESS joins a cluster (auto, ray://host:10001).",
+    ),
+    workers: int | None = typer.Option(
+        None, help="With --ray: actors, each loading the pair once (default: one per CPU slot; --threads CPUs each)."
+    ),
 ) -> None:
     """Run every prompt under every proposer x block size (x the drafter's steps, temperature, seed),
     plus the verifier alone.
@@ -116,7 +124,16 @@ def sweep(
         resume=resume,
     )
     try:
-        frame = run_sweep(config)
+        if ray is not None:
+            from specdiff.evals.ray_sweep import RaySettings, run_ray_sweep
+
+            frame = run_ray_sweep(config, RaySettings(address=None if ray == "local" else ray, workers=workers))
+        elif workers is not None:
+            from specdiff.errors import SpecdiffError
+
+            raise SpecdiffError("--workers sizes a Ray sweep; add --ray (or drop --workers)")
+        else:
+            frame = run_sweep(config)
     except KeyboardInterrupt:
         from specdiff.evals.table import journal_path
 
