@@ -133,8 +133,12 @@ class WorkerPool:
         self.generation = [0] * workers
         self.pids = [0] * workers
         loads = [actor.load.remote() for actor in self.actors]  # all load at once
-        for slot, ref in enumerate(loads):
-            self.pids[slot] = self._await_load(slot, ref)
+        try:
+            for slot, ref in enumerate(loads):
+                self.pids[slot] = self._await_load(slot, ref)
+        except BaseException:
+            self.shutdown()  # on a cluster that outlives this run, no actor keeps its CPUs
+            raise
 
     def _await_load(self, slot: int, ref: Any) -> int:
         """The loaded actor's pid; an actor that dies while loading is replaced (counted)."""

@@ -118,6 +118,10 @@ def test_a_failing_worker_load_is_reported_not_retried(ray_session, settings, tm
     with pytest.raises(SpecdiffError, match="exceed the verifier's"):
         run_ray_sweep(config, RaySettings(workers=1), progress=False)
     assert not Path(journal_path(config.out)).exists() or not Journal(journal_path(config.out)).read()
+    deadline = time.monotonic() + 30  # the failed actors are killed, not left holding the cluster's CPUs
+    while time.monotonic() < deadline and ray.available_resources().get("CPU", 0) < 2:
+        time.sleep(0.2)
+    assert ray.available_resources().get("CPU", 0) == 2
 
 
 def test_the_sweep_command_runs_on_ray(ray_session, evals_app, settings, tmp_path):
