@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specdiff.evals.running import progress_bar, use_threads
+from specdiff.evals.running import progress_bar
 from specdiff.evals.suites import Suite
 from specdiff.evals.sweep import (
     SweepConfig,
@@ -37,6 +37,7 @@ from specdiff.evals.sweep import (
 from specdiff.evals.table import row_key
 
 from specdiff.errors import SpecdiffError
+from specdiff.threads import use_threads
 
 if TYPE_CHECKING:
     import pandas as pd
