@@ -31,3 +31,19 @@ def chi2_pvalue(observed: torch.Tensor, expected_probs: torch.Tensor) -> float:
     stat = ((observed[keep].double() - expected) ** 2 / expected).sum()
     dof = int(keep.sum()) - 1
     return float(1.0 - torch.special.gammainc(torch.tensor(dof / 2.0), stat / 2.0))
+
+
+class Interrupt(Exception):
+    """Raised by ``stop_after``: a sweep stopped mid-run, as a kill would stop it."""
+
+
+def stop_after(n: int):
+    """An ``on_row`` hook that interrupts a sweep once ``n`` rows are durable."""
+    seen = []
+
+    def on_row(row):
+        seen.append(row)
+        if len(seen) == n:
+            raise Interrupt
+
+    return on_row

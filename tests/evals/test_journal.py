@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import Interrupt
+from helpers import stop_after as _stop_after
 from specdiff.evals import sweep as sw
 from specdiff.evals.bench import BenchConfig, check_bench
 from specdiff.evals.sweep import Journal, SweepConfig, journal_path, read_results, run_sweep
@@ -26,19 +28,6 @@ SMALL = dict(proposers=("diffusion",), block_sizes=(2, 4), denoising_steps=(1,),
 runner = CliRunner()
 
 
-class Interrupt(Exception):
-    pass
-
-
-def _stop_after(n: int):
-    seen = []
-
-    def on_row(row):
-        seen.append(row)
-        if len(seen) == n:
-            raise Interrupt
-
-    return on_row
 
 
 def _config(out, suite, tiny_dirs, **change):

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import Interrupt
+from helpers import stop_after as _stop_after
 from specdiff.evals import sweep as sw
 from specdiff.evals.suites import load_suite
 from specdiff.evals.sweep import Journal, SweepConfig, journal_path, plan, read_results, run_sweep
@@ -26,19 +28,6 @@ def _stable(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=sw.TIMING_COLUMNS).sort_values(sw.KEY_COLUMNS, ignore_index=True)
 
 
-class Interrupt(Exception):
-    pass
-
-
-def _stop_after(n: int):
-    seen = []
-
-    def on_row(row):
-        seen.append(row)
-        if len(seen) == n:
-            raise Interrupt
-
-    return on_row
 
 
 def test_plan_runs_the_baseline_first_for_each_prompt_and_setting(mini_suite):
