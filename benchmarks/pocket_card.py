@@ -145,12 +145,13 @@ def main() -> None:
     from specdiff.evals.bench import load_ar_drafter
     from specdiff.evals.suites import load_suite
 
-    from specdiff.loaders import load_pocket
+    from specdiff.loaders import load_pocket, pocket_folder
 
     decoder = load_pocket()
     prompts = [decoder.verifier.tokenizer(p.prompt, return_tensors="pt").input_ids
                for p in load_suite("code").prompts[: args.prompts or 8]]
-    accuracy = draft_accuracy(decoder, load_ar_drafter(None, decoder.verifier.model), prompts)
+    ar_drafter = load_ar_drafter(str(pocket_folder("ar_drafter")), decoder.verifier.model)
+    accuracy = draft_accuracy(decoder, ar_drafter, prompts)
     lines += ["Draft accuracy by position (share equal to the verifier's greedy token; 1 denoising step from "
               "fresh noise, or from the context lookup's guess where the context has one; held-out code prompts):",
               "", markdown_table(accuracy.reset_index()), ""]

@@ -49,6 +49,7 @@ from specdiff.evals.table import output_hash
 
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import loop_share
+from specdiff.pairs import Models, pair_ar_drafter_folder
 from specdiff.threads import use_threads
 
 if TYPE_CHECKING:
@@ -73,11 +74,17 @@ class BenchConfig:
     grid_prompts: int = 6
     drafter: str | None = None
     verifier: str | None = None
+    # A named pair (specdiff.pairs.PAIRS) instead of drafter/verifier; neither: the default pair.
+    pair: str | None = None
     ar_drafter: str | None = None
     # Passes over the prompts, each method's seconds summed over all: single runs of the same work
     # differ by up to 20% on a busy CPU, which is as large as the gaps between the policies.
     repeats: int = 1
     overwrite: bool = False
+
+    @property
+    def models(self) -> Models:
+        return Models(self.pair, self.drafter, self.verifier)
 
 
 def speculative(make_controller: Callable[[BenchContext], Any]) -> Runner:
@@ -171,18 +178,20 @@ def check_bench(config: BenchConfig, canvas_length: int | None = None) -> Suite:
     check_steps(min(config.grid_steps), "--grid-steps")
     for name in config.grid_proposers:
         proposer_named(name)
-    check_models_and_out(config.drafter, config.verifier, config.out, (".csv", ".parquet"))
+    check_models_and_out(config.models, config.out, (".csv", ".parquet"))
     existing = [p for p in (Path(config.out), runs_path(config.out)) if p.exists()]
     if existing and not config.overwrite:
         raise SpecdiffError(f"{existing[0]} already exists; choose another --out, or pass --overwrite to replace it")
     if (
-        config.drafter is not None
-        and config.ar_drafter is None
+        config.ar_drafter is None
         and any(BENCH_METHODS[m].needs_ar_drafter for m in config.methods)
+        and pair_ar_drafter_folder(config.models) is None
     ):
-        raise SpecdiffError("assisted_ar_drafter needs --ar-drafter when --drafter and --verifier are named")
+        where = "when --drafter and --verifier are named" if config.models.pair_name is None else (
+            f"for the {config.models.pair_name} pair, which ships none")
+        raise SpecdiffError(f"assisted_ar_drafter needs --ar-drafter {where}; pass one or drop it from --methods")
     return suite_to_run(config.suite, config.limit, max(config.grid_block_sizes), "grid block size",
-                        config.drafter, canvas_length)
+                        config.models, canvas_length)
 
 
 def runs_path(out: Path) -> Path:
@@ -245,14 +254,13 @@ def run_bench(
     suite = check_bench(config, max(decoder.limits.values()) if decoder is not None else None)
     use_threads(config.threads)
     if decoder is None:
-        from specdiff.loaders import load_decoder
-
-        decoder = load_decoder(config.drafter, config.verifier)
+        decoder = config.models.load()
     choices = grid_choices(config, decoder.proposers)
     ctx = BenchContext(decoder, config.max_new_tokens)
     if any(BENCH_METHODS[m].needs_ar_drafter for m in methods):
         ctx.ar_drafter = (
-            ar_drafter if ar_drafter is not None else load_ar_drafter(config.ar_drafter, decoder.verifier.model)
+            ar_drafter if ar_drafter is not None
+            else load_ar_drafter(config.ar_drafter or pair_ar_drafter_folder(config.models), decoder.verifier.model)
         )
     prompt_ids = [decoder.encode_prompt(p.decoder_input) for p in suite.prompts]
     warm = min(8, config.max_new_tokens)

@@ -115,14 +115,10 @@ def _timed_generate(ctx: BenchContext, prompt_ids: Any, assistant: Any | None, *
     )
 
 
-def load_ar_drafter(path: str | None, like: Any) -> Any:
-    """The AR drafter (a ``Gemma4ForCausalLM``) on the verifier's dtype and device; pocket's by default."""
+def load_ar_drafter(path: str, like: Any) -> Any:
+    """The AR drafter (a causal LM) on the verifier's dtype and device."""
     from transformers import AutoModelForCausalLM
 
     from specdiff.loading import load_model
 
-    if path is None:
-        from specdiff.loaders import pocket_folder
-
-        path = str(pocket_folder("ar_drafter"))
     return load_model(AutoModelForCausalLM, path, dtype=like.dtype).to(like.device)

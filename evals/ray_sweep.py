@@ -107,13 +107,7 @@ class SweepWorker:
 
 
 def _load_decoder(config: SweepConfig, on_gpu: bool) -> Any:
-    from specdiff.loaders import load_decoder, load_pocket
-
-    if not on_gpu:
-        return load_decoder(config.drafter, config.verifier)
-    if config.drafter is None:
-        return load_pocket(device_map="cuda")
-    return load_decoder(config.drafter, config.verifier, device_map="cuda")
+    return config.models.load(device_map="cuda" if on_gpu else None)
 
 
 class WorkerPool:

@@ -20,14 +20,16 @@ from specdiff.threads import check_threads
 if TYPE_CHECKING:
     from specdiff.evals.sweep import SweepConfig, Task
 
-def drafter_canvas_length(drafter: str | None) -> int | None:
-    """The drafter's canvas length read from its config (no weights loaded); None when unknown."""
-    if drafter is None:
-        from specdiff.loaders import POCKET_DIR
+    from specdiff.pairs import Models
 
-        location = POCKET_DIR / "drafter"
-    else:
-        location = Path(drafter).expanduser()
+def drafter_canvas_length(models: Models) -> int | None:
+    """The drafter's canvas length read from its config (no weights loaded); None when unknown."""
+    from specdiff.pairs import pair_drafter_folder
+
+    name = models.pair_name
+    location = Path(models.drafter).expanduser() if name is None else pair_drafter_folder(name)
+    if location is None:
+        return None  # a pair without a drafter
     config_file = location / "config.json"
     if config_file.is_file():
         value = json.loads(config_file.read_text()).get("canvas_length")
@@ -44,11 +46,10 @@ def check_run_limits(max_new_tokens: int, limit: int | None, threads: int | None
     check_threads(threads)
 
 
-def check_models_and_out(drafter: str | None, verifier: str | None, out: Path, suffixes: tuple[str, ...]) -> None:
-    """The model pair is whole (or the pocket pair) and ``out`` is a table file the run can write."""
-    from specdiff.loading import check_model_pair
-
-    check_model_pair(drafter, verifier)
+def check_models_and_out(models: Models, out: Path, suffixes: tuple[str, ...]) -> None:
+    """The models make sense (a known pair, both models, or neither) and ``out`` is a table file the
+    run can write."""
+    models.check()
     if Path(out).suffix.lower() not in suffixes:
         raise SpecdiffError(f"--out must end in {' or '.join(suffixes)} (got {Path(out).name})")
     writable_folder(Path(out).parent, "--out")
@@ -71,12 +72,12 @@ def writable_folder(folder: Path, option: str) -> Path:
     return folder
 
 
-def suite_to_run(name: str, limit: int | None, largest_block: int, what: str, drafter: str | None,
+def suite_to_run(name: str, limit: int | None, largest_block: int, what: str, models: Models,
                  canvas_length: int | None) -> Suite:
     """The suite cut to ``limit`` prompts, once the largest block is known to fit the drafter's
     canvas (read from its config when ``canvas_length`` is None)."""
     suite = load_suite(name)
-    canvas = canvas_length if canvas_length is not None else drafter_canvas_length(drafter)
+    canvas = canvas_length if canvas_length is not None else drafter_canvas_length(models)
     if canvas is not None and largest_block > canvas:
         raise SpecdiffError(
             f"{what} {largest_block} exceeds the drafter's canvas of {canvas} tokens; use block sizes up to {canvas}"

@@ -53,6 +53,7 @@ from specdiff.evals.table import (
 
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import loop_share
+from specdiff.pairs import Models
 from specdiff.threads import use_threads
 
 __all__ = ["AR", "KEY_COLUMNS", "ROW_COLUMNS", "SPECDIFF", "TIMING_COLUMNS", "Journal", "SweepConfig", "Task",
@@ -84,9 +85,15 @@ class SweepConfig:
     top_p: float = 1.0
     drafter: str | None = None
     verifier: str | None = None
+    # A named pair (specdiff.pairs.PAIRS) instead of drafter/verifier; neither: the default pair.
+    pair: str | None = None
     limit: int | None = None
     threads: int | None = None
     resume: bool = False
+
+    @property
+    def models(self) -> Models:
+        return Models(self.pair, self.drafter, self.verifier)
 
 
 @dataclass(frozen=True)
@@ -124,10 +131,10 @@ def check_sweep(config: SweepConfig, canvas_length: int | None = None) -> Suite:
     for temperature in config.temperatures:
         SamplingConfig(temperature, config.top_k or None, config.top_p)
     out = Path(config.out)
-    check_models_and_out(config.drafter, config.verifier, out, (".parquet", ".csv"))
+    check_models_and_out(config.models, out, (".parquet", ".csv"))
     if not config.resume and (out.exists() or journal_path(out).exists()):
         raise SpecdiffError(f"{out} already exists; pass --resume to continue it, or choose another --out")
-    return suite_to_run(config.suite, config.limit, max(config.block_sizes), "block size", config.drafter,
+    return suite_to_run(config.suite, config.limit, max(config.block_sizes), "block size", config.models,
                         canvas_length)
 
 
@@ -147,8 +154,8 @@ def table_args(config: SweepConfig, suite: Suite) -> dict[str, Any]:
         max_new_tokens=config.max_new_tokens,
         top_k=config.top_k,
         top_p=float(config.top_p),
-        drafter=config.drafter or "pocket",
-        verifier=config.verifier or "pocket",
+        drafter=config.models.labels[0],
+        verifier=config.models.labels[1],
     )
 
 
@@ -253,7 +260,7 @@ def run_sweep(
 
     Args:
         config: what to run and where to write it.
-        decoder: a ``SpeculativeDecoder`` to use instead of loading ``config.drafter``/``config.verifier``.
+        decoder: a ``SpeculativeDecoder`` to use instead of loading ``config.models``.
         on_row: called with each row once it is durable (an exception there stops the sweep).
         progress: show a progress bar with an ETA on stderr.
     """
@@ -264,9 +271,7 @@ def run_sweep(
     models = model_names(config)
     if pending:
         if decoder is None:
-            from specdiff.loaders import load_decoder
-
-            decoder = load_decoder(config.drafter, config.verifier)
+            decoder = config.models.load()
         prompt_ids = prepare_decoder(decoder, config, suite)
         with progress_bar(progress, len(pending), "sweep") as advance:
             for task in pending:
@@ -281,8 +286,8 @@ def run_sweep(
 
 
 def model_names(config: SweepConfig) -> tuple[str, str]:
-    """The rows' ``drafter`` and ``verifier`` columns ("pocket" for the pocket pair)."""
-    return (config.drafter or "pocket", config.verifier or "pocket")
+    """The rows' ``drafter`` and ``verifier`` columns (a pair's name for a pair)."""
+    return config.models.labels
 
 
 def pending_tasks(config: SweepConfig, suite: Suite) -> tuple[Journal, list[dict[str, Any]], list[Task]]:

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from specdiff.args import GenerateArgs
+from specdiff.pairs import CHAT_PAIRS, DEFAULT_PAIR, PAIR_HELP, Models
 from specdiff.threads import CLI_THREADS, THREADS_ENV, THREADS_HELP, passive_openmp, use_threads
 
 app = typer.Typer(
@@ -66,10 +67,9 @@ def friendly_errors(func: F) -> F:
 class GenerateOptions:
     """What ``specdiff generate`` runs: the prompt, the models, and the generation's arguments."""
 
-    prompt: str
+    prompt: str | list[dict[str, str]]
     args: GenerateArgs = GenerateArgs()
-    drafter: str | None = None
-    verifier: str | None = None
+    models: Models = Models()
     dtype: str | None = None
     device_map: str | None = None
 
@@ -79,9 +79,7 @@ _ARGS = GenerateArgs()  # the CLI's generation defaults are the library's
 
 def run_generate(options: GenerateOptions) -> Any:
     """Load the models and generate; returns the ``GenerationResult``."""
-    from specdiff.loaders import load_decoder
-
-    decoder = load_decoder(options.drafter, options.verifier, options.dtype, options.device_map)
+    decoder = options.models.check().load(options.dtype, options.device_map)
     return decoder.generate(options.prompt, options.args)
 
 
@@ -110,8 +108,10 @@ def read_prompt(prompt: str) -> str:
 @friendly_errors
 def generate(
     prompt: str = typer.Argument(..., help="Text to continue; - reads it from standard input."),
-    drafter: str | None = typer.Option(None, help="Drafter folder or hub id."),
-    verifier: str | None = typer.Option(None, help="Verifier folder or hub id."),
+    chat: bool = typer.Option(False, "--chat", help="PROMPT is a user message: answer it through the chat template."),
+    pair: str | None = typer.Option(None, help=PAIR_HELP),
+    drafter: str | None = typer.Option(None, help="Drafter folder or hub id (with --verifier)."),
+    verifier: str | None = typer.Option(None, help="Verifier folder or hub id (with --drafter)."),
     proposer: str | None = typer.Option(
         None, help="Who drafts every round: diffusion or ngram. Default: the controller picks per round."
     ),
@@ -136,8 +136,9 @@ def generate(
     args = GenerateArgs(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                         seed=seed, block_size=block_size, denoising_steps=steps, proposer=proposer)
     prompt = read_prompt(prompt)
-    result = run_generate(GenerateOptions(prompt, args, drafter, verifier, dtype, device_map))
-    print_generation(prompt, result)
+    request = [{"role": "user", "content": prompt}] if chat else prompt
+    result = run_generate(GenerateOptions(request, args, Models(pair, drafter, verifier), dtype, device_map))
+    print_generation(prompt if not chat else f"user: {prompt}\nassistant: ", result)
 
 
 def print_generation(prompt: str, result: Any) -> None:
@@ -168,13 +169,26 @@ class DemoOptions:
 
     prompt: str | None = None
     args: GenerateArgs = GenerateArgs(max_new_tokens=256)
+    pair: str = DEFAULT_PAIR
 
 
 _DEMO = DemoOptions()
+# A pair whose verifier answers chat gets a question; the others continue code.
+DEMO_CHAT = "Explain in a few sentences what a Python generator is, with a short example."
+
+
+def demo_request(pair: str, prompt: str | None) -> str | list[dict[str, str]]:
+    """The demo's input for ``pair``: the prompt given (a user message for a chat pair), else the built-in one."""
+    from specdiff.loaders import DEMO_PROMPT
+    from specdiff.pairs import check_pair_name
+
+    chat = check_pair_name(pair) in CHAT_PAIRS
+    prompt = (DEMO_CHAT if chat else DEMO_PROMPT) if prompt is None else read_prompt(prompt)
+    return [{"role": "user", "content": prompt}] if chat else prompt
 
 
 def run_demo(options: DemoOptions) -> dict[str, Any]:
-    """Continue a code prompt with the pocket pair, and with its verifier alone, side by side.
+    """Answer (or continue) a prompt with a pair, and with its verifier alone, side by side.
 
     Returns the speculative ``result``, the verifier's own ``reference`` tokens, both wall-clock
     times, and whether the outputs are identical.
@@ -183,10 +197,10 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
 
     import torch
 
-    from specdiff.loaders import DEMO_PROMPT, load_pocket
+    from specdiff.pairs import load_pair
 
-    prompt = DEMO_PROMPT if options.prompt is None else read_prompt(options.prompt)
-    decoder = load_pocket()
+    prompt = demo_request(options.pair, options.prompt)
+    decoder = load_pair(options.pair)
     ids = decoder.encode_prompt(prompt)
     eos = list(decoder.verifier.eos_token_ids)
     n = options.args.max_new_tokens
@@ -219,21 +233,25 @@ LOOP_NOTE = (
 @app.command()
 @friendly_errors
 def demo(
-    prompt: str | None = typer.Option(_DEMO.prompt, help="Code to continue (default: a built-in one)."),
+    prompt: str | None = typer.Option(
+        _DEMO.prompt, help="Code to continue, or for a chat pair a question (default: a built-in one)."
+    ),
+    pair: str = typer.Option(_DEMO.pair, help=PAIR_HELP),
     max_new_tokens: int = typer.Option(_DEMO.args.max_new_tokens, help="Most new tokens."),
     block_size: int | None = typer.Option(_DEMO.args.block_size, help="Fixed block size."),
     steps: int | None = typer.Option(_DEMO.args.denoising_steps, help="Fixed denoising steps."),
     threads: int = threads_option(),
 ) -> None:
-    """Continue a code prompt with the embedded pocket pair; compare with the verifier alone."""
+    """Continue a code prompt (answer a question, for a chat pair) with a pair; compare with the verifier alone."""
     from specdiff.metrics import loop_share
 
     start_work(threads)
     args = GenerateArgs.of(_DEMO.args, dict(max_new_tokens=max_new_tokens, block_size=block_size,
                                             denoising_steps=steps))
-    out = run_demo(DemoOptions(prompt, args))
+    out = run_demo(DemoOptions(prompt, args, pair))
     result = out["result"]
-    print_generation(out["prompt"], result)
+    shown = out["prompt"] if isinstance(out["prompt"], str) else f"user: {out['prompt'][0]['content']}\nassistant: "
+    print_generation(shown, result)
     plain_tps = len(out["reference"]) / out["plain_s"] if out["plain_s"] > 0 else 0.0
     verdict = "[green]identical[/]" if out["identical"] else "[bold red]DIFFERENT (a bug: please report)[/]"
     console.print(
@@ -241,7 +259,9 @@ def demo(
         f"[bold]speedup {result.tokens_per_s / plain_tps if plain_tps else 0:.2f}x[/] · "
         f"mean acceptance length {result.mean_acceptance_length:.2f} · output {verdict}"
     )
-    console.print(LOOP_NOTE.format(share=loop_share(result.token_ids)), style="dim", highlight=False)
+    share = loop_share(result.token_ids)
+    note = LOOP_NOTE.format(share=share) if pair == "pocket" else f"loop share of this answer: {share:.2f}"
+    console.print(note, style="dim", highlight=False)
     if not out["identical"]:
         raise typer.Exit(code=1)
 

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from specdiff.evals.bench import BenchConfig
 from specdiff.evals.sweep import SweepConfig
+from specdiff.pairs import PAIR_HELP
 from specdiff.threads import CLI_THREADS, THREADS_ENV, THREADS_HELP, passive_openmp
 
 console = Console()
@@ -83,8 +84,9 @@ def sweep(
     top_p: float = typer.Option(_SWEEP["top_p"], help="Verifier top-p when sampling (1: none)."),
     limit: int | None = typer.Option(_SWEEP["limit"], help="Run only the suite's first N prompts."),
     threads: int = typer.Option(CLI_THREADS, envvar=THREADS_ENV, help=THREADS_HELP),
-    drafter: str | None = typer.Option(_SWEEP["drafter"], help="Drafter folder or hub id (default: pocket)."),
-    verifier: str | None = typer.Option(_SWEEP["verifier"], help="Verifier folder or hub id (default: pocket)."),
+    pair: str | None = typer.Option(_SWEEP["pair"], help=PAIR_HELP),
+    drafter: str | None = typer.Option(_SWEEP["drafter"], help="Drafter folder or hub id (with --verifier)."),
+    verifier: str | None = typer.Option(_SWEEP["verifier"], help="Verifier folder or hub id (with --drafter)."),
     out: Path = typer.Option(..., help="Results table, FILE.parquet or FILE.csv."),
     resume: bool = typer.Option(_SWEEP["resume"], help="Continue OUT: skip the rows it already holds."),
     ray: str | None = typer.Option(
@@ -119,6 +121,7 @@ def sweep(
         top_p=top_p,
         drafter=drafter,
         verifier=verifier,
+        pair=pair,
         limit=limit,
         threads=threads,
         resume=resume,
@@ -276,10 +279,11 @@ def bench(
     ),
     grid_steps: str = typer.Option(_joined(_BENCH["grid_steps"]), help="fixed_best's grid: the drafter's steps."),
     grid_prompts: int = typer.Option(_BENCH["grid_prompts"], help="fixed_best's grid runs on the first N prompts."),
-    drafter: str | None = typer.Option(_BENCH["drafter"], help="Drafter folder or hub id (default: pocket)."),
-    verifier: str | None = typer.Option(_BENCH["verifier"], help="Verifier folder or hub id (default: pocket)."),
+    pair: str | None = typer.Option(_BENCH["pair"], help=PAIR_HELP),
+    drafter: str | None = typer.Option(_BENCH["drafter"], help="Drafter folder or hub id (with --verifier)."),
+    verifier: str | None = typer.Option(_BENCH["verifier"], help="Verifier folder or hub id (with --drafter)."),
     ar_drafter: str | None = typer.Option(
-        _BENCH["ar_drafter"], help="AR drafter for assisted generation (default: pocket)."
+        _BENCH["ar_drafter"], help="AR drafter for assisted generation (default: the pair's own)."
     ),
     repeats: int = typer.Option(_BENCH["repeats"], help="Passes over the prompts; seconds summed over all."),
     overwrite: bool = typer.Option(_BENCH["overwrite"], help="Replace an existing OUT (and its .runs file)."),
@@ -304,6 +308,7 @@ def bench(
         grid_prompts=grid_prompts,
         drafter=drafter,
         verifier=verifier,
+        pair=pair,
         ar_drafter=ar_drafter,
         repeats=repeats,
         overwrite=overwrite,

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from specdiff.errors import SpecdiffError
@@ -21,12 +23,40 @@ PAIRS: dict[str, str] = {
 }
 
 
+# Pairs whose verifier is an instruction model: their demo asks a question through the chat template.
+CHAT_PAIRS = frozenset({"smol"})
+# What a command runs when no model is named.
+DEFAULT_PAIR = "pocket"
+PAIR_HELP = f"A named model pair ({', '.join(PAIRS)}) instead of --drafter/--verifier. Default: {DEFAULT_PAIR}."
+
+
 def check_pair_name(name: str) -> str:
     """``name`` if it is a known pair, else a ``SpecdiffError`` listing the known ones."""
     if name not in PAIRS:
         known = "; ".join(f"{key} ({text})" for key, text in PAIRS.items())
         raise SpecdiffError(f"unknown pair {name!r}; pass one of: {known}")
     return name
+
+
+def pair_drafter_folder(name: str) -> Path | None:
+    """The folder of the pair's diffusion drafter (None: the pair has none), found without loading it."""
+    check_pair_name(name)
+    if name == "pocket":
+        from specdiff.loaders import pocket_folder
+
+        return pocket_folder("drafter")
+    return None
+
+
+def pair_ar_drafter_folder(models: Models) -> str | None:
+    """The AR drafter (for assisted generation) that comes with these models' pair; None for named
+    models or a pair that ships none."""
+    name = models.pair_name
+    if name == "pocket":
+        from specdiff.loaders import pocket_folder
+
+        return str(pocket_folder("ar_drafter"))
+    return None
 
 
 def load_pair(name: str, **kwargs: Any) -> Any:
@@ -59,3 +89,53 @@ def smol_decoder(verifier: Any, controller: Any | None = None) -> Any:
 
     lookup = NgramLookup(verifier.vocab_size, tokenizer=verifier.tokenizer)
     return SpeculativeDecoder(lookup, verifier, controller=controller)
+
+
+@dataclass(frozen=True)
+class Models:
+    """Which models a command runs: a named ``pair``, or a ``drafter`` and a ``verifier`` (folders or
+    hub ids), or nothing (the default pair). What every CLI verb's ``--pair``/``--drafter``/``--verifier``
+    options become."""
+
+    pair: str | None = None
+    drafter: str | None = None
+    verifier: str | None = None
+
+    def check(self) -> Models:
+        """Refuse a pair named beside models, an unknown pair, or half a pair; returns self."""
+        from specdiff.loading import check_model_pair
+
+        if self.pair is not None:
+            if self.drafter is not None or self.verifier is not None:
+                raise SpecdiffError("pass either --pair or --drafter/--verifier, not both")
+            check_pair_name(self.pair)
+        else:
+            check_model_pair(self.drafter, self.verifier)
+        return self
+
+    @property
+    def pair_name(self) -> str | None:
+        """The pair these models are (the default one when none is named), or None for named models."""
+        if self.pair is not None:
+            return self.pair
+        return DEFAULT_PAIR if self.drafter is None else None
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        """The tables' ``drafter`` and ``verifier`` columns: the pair's name, or the models' locations."""
+        name = self.pair_name
+        return (name, name) if name is not None else (str(self.drafter), str(self.verifier))
+
+    def load(self, dtype: str | None = None, device_map: str | None = None, **kwargs: Any) -> Any:
+        """The ``SpeculativeDecoder`` (checked first)."""
+        self.check()
+        name = self.pair_name
+        if name is None:
+            from specdiff.loaders import load_decoder
+
+            return load_decoder(self.drafter, self.verifier, dtype, device_map)
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        if device_map is not None:
+            kwargs["device_map"] = device_map
+        return load_pair(name, **kwargs)

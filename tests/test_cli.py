@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from specdiff.args import GenerateArgs
 from specdiff.cli import GenerateOptions, app, run_generate
+from specdiff.pairs import Models
 
 runner = CliRunner()
 
@@ -30,7 +31,7 @@ def test_generate_prints_text_and_summary(tiny_dirs):
 def test_run_generate_matches_the_library(tiny_dirs, decoder):
     verifier_dir, drafter_dir = tiny_dirs
     args = GenerateArgs(max_new_tokens=8, block_size=3, denoising_steps=1, seed=0)
-    options = GenerateOptions("x = 1", args, drafter=str(drafter_dir), verifier=str(verifier_dir))
+    options = GenerateOptions("x = 1", args, Models(drafter=str(drafter_dir), verifier=str(verifier_dir)))
     via_cli = run_generate(options)
     direct = decoder.generate("x = 1", max_new_tokens=8, block_size=3, denoising_steps=1, seed=0)
     assert via_cli.token_ids == direct.token_ids
