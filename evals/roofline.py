@@ -165,6 +165,15 @@ def experts_touched(num_tokens: float, num_experts: int, top_k: int) -> float:
     return num_experts * (1.0 - (1.0 - top_k / num_experts) ** num_tokens)
 
 
+def memory_warning(hardware: HardwareProfile, models: tuple[ModelProfile, ...], dtype: str) -> str | None:
+    """A sentence when the models' weights at ``dtype`` do not fit in the hardware's memory, else None."""
+    weights_gb = sum(m.total_params for m in models) * DTYPE_BYTES[dtype] / 1e9
+    if weights_gb <= hardware.memory_gb:
+        return None
+    return (f"both models' weights take {weights_gb:.0f} GB at {dtype}, more than the {hardware.memory_gb:.0f} GB "
+            f"of {hardware.name}; try a narrower dtype")
+
+
 def kv_bytes_per_element(dtype: str) -> float:
     """KV cache entries stay 16-bit when the weights are quantized (the common serving default)."""
     return 4.0 if dtype == "fp32" else 2.0

@@ -65,15 +65,14 @@ def estimate(
     from rich.table import Table
 
     options = EstimateOptions(trace, parse_list(hardware, str, "--hardware"), drafter, verifier, dtype, context, top)
-    from specdiff.evals.roofline import DTYPE_BYTES, load_model_profile
+    from specdiff.evals.roofline import load_model_profile, memory_warning
 
-    weights_gb = sum(load_model_profile(m).total_params for m in (options.verifier, options.drafter)) * DTYPE_BYTES[
-        options.dtype] / 1e9
+    models = (load_model_profile(options.verifier), load_model_profile(options.drafter))
     for hw, table in run_estimate(options):
         best = table.iloc[0]
-        if weights_gb > hw.memory_gb:
-            console.print(f"[yellow]warning:[/] both models' weights take {weights_gb:.0f} GB at {options.dtype}, "
-                          f"more than the {hw.memory_gb:.0f} GB of {hw.name}; try a narrower --dtype")
+        warning = memory_warning(hw, models, options.dtype)
+        if warning:
+            console.print(f"[yellow]warning:[/] {warning} (--dtype)")
         view = Table(title=f"{options.verifier} + {options.drafter} on {hw.name} ({options.dtype})",
                      title_justify="left")
         for column in ("block", "steps", "tokens/round", "draft ms", "verify ms", "tokens/s", "speedup"):

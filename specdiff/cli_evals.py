@@ -155,6 +155,10 @@ def report(
     plots: Path | None = typer.Option(None, help="Write PNG plots into this folder."),
     markdown: Path | None = typer.Option(None, help="Write a markdown report to this file."),
     top: int = typer.Option(8, help="Configurations shown per suite."),
+    estimate: str | None = typer.Option(
+        None, help="Hardware profiles (e.g. H100,RTX5090): beside each measured configuration, its predicted "
+                   "speed there for DiffusionGemma 26B-A4B + Gemma 4 31B in bf16 (specdiff estimate for more)."
+    ),
 ) -> None:
     """Summarize a sweep: acceptance, acceptance by position, tokens/s, speedup, cost and round time split."""
     from specdiff.evals import report as rep
@@ -167,11 +171,14 @@ def report(
     from specdiff.evals.running import writable_folder
 
     results = read_results(file)
+    hardware = [] if estimate is None else _hardware_profiles(estimate)
     for folder, option in ((plots, "--plots"), (markdown.parent if markdown else None, "--markdown")):
         if folder is not None:
             writable_folder(folder, option)
     summary = rep.summarize(results, gpu_price_per_hour)
     print_report(results, summary, top)
+    for profile in hardware:
+        print_estimate_beside(results, profile, top)
     from specdiff.evals.plots import write_plots
 
     written = write_plots(results, plots) if plots is not None else []
@@ -180,6 +187,39 @@ def report(
     if markdown is not None:
         markdown.write_text(rep.markdown_report(results, gpu_price_per_hour, written, top, markdown.parent))
         console.print(f"markdown: {markdown}")
+
+
+def _hardware_profiles(names: str) -> list[Any]:
+    """The named hardware profiles, each loaded (and so checked) before the report prints anything."""
+    from specdiff.evals.roofline import load_hardware
+
+    return [load_hardware(name) for name in parse_list(names, str, "--estimate")]
+
+
+def print_estimate_beside(results: Any, hardware: Any, top: int) -> None:
+    """Each measured configuration (this machine) beside its predicted speed on ``hardware``."""
+    from specdiff.evals.estimate import estimate_beside_measured
+    from specdiff.evals.roofline import load_model_profile, memory_warning
+
+    drafter, verifier = load_model_profile("diffusiongemma-26b-a4b"), load_model_profile("gemma-4-31b")
+    table = estimate_beside_measured(results, hardware, drafter, verifier).groupby(["suite", "temperature"]).head(top)
+    columns = [
+        ("suite", lambda r: r.suite),
+        ("T", lambda r: f"{r.temperature:g}"),
+        ("block", lambda r: str(int(r.block_size))),
+        ("steps", lambda r: str(int(r.denoising_steps))),
+        ("acc\nlen", lambda r: _fmt(r.mean_acceptance_length)),
+        ("tok/s\nhere", lambda r: _fmt(r.tokens_per_s, ".1f")),
+        ("speedup\nhere", lambda r: _fmt(r.speedup, ".2f") + "x"),
+        (f"tok/s\n{hardware.name}", lambda r: _fmt(r.predicted_tokens_per_s, ".0f")),
+        (f"speedup\n{hardware.name}", lambda r: _fmt(r.predicted_speedup, ".2f") + "x"),
+    ]
+    title = (f"measured here, predicted on {hardware.name} (DiffusionGemma 26B-A4B + Gemma 4 31B, bf16, "
+             "at the measured acceptance)")
+    console.print(_table(title, columns, list(table.itertuples())))
+    warning = memory_warning(hardware, (drafter, verifier), "bf16")
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning} (see specdiff estimate --dtype)", highlight=False)
 
 
 def _fmt(value: Any, spec: str = ".2f") -> str:

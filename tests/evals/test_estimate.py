@@ -254,3 +254,21 @@ def test_gpu_cost_probe_writes_a_profile_the_model_reads(tmp_path):
     profile = load_hardware(out)
     assert profile.name == "CPU-1T-measured" and "verify K=4" in profile.calibration
     assert 0 < profile.bandwidth_efficiency <= 1 and profile.overhead_ms >= 0
+
+
+def test_report_shows_the_estimate_beside_the_measured_figures():
+    from typer.testing import CliRunner
+
+    from specdiff.cli import app
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["report", str(CPU_TABLE), "--estimate", "H100", "--top", "3"])
+    assert out.exit_code == 0, out.output
+    flat = " ".join(out.output.split())
+    assert "measured here, predicted on H100" in flat
+    expected = estimate_beside_measured(read_results(CPU_TABLE), load_hardware("H100"),
+                                        load_model_profile("diffusiongemma-26b-a4b"), load_model_profile("gemma-4-31b"))
+    best = expected.iloc[0]
+    assert f"{best.predicted_speedup:.2f}x" in flat
+    bad = runner.invoke(app, ["report", str(CPU_TABLE), "--estimate", "GTX480"])
+    assert bad.exit_code == 2 and "unknown hardware profile 'GTX480'" in bad.output
