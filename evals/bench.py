@@ -76,6 +76,8 @@ class BenchConfig:
     verifier: str | None = None
     # A named pair (specdiff.pairs.PAIRS) instead of drafter/verifier; neither: the default pair.
     pair: str | None = None
+    # The models' dtype (None: the pair's or checkpoint's own); every method runs in it.
+    dtype: str | None = None
     ar_drafter: str | None = None
     # Passes over the prompts, each method's seconds summed over all: single runs of the same work
     # differ by up to 20% on a busy CPU, which is as large as the gaps between the policies.
@@ -254,7 +256,7 @@ def run_bench(
     suite = check_bench(config, max(decoder.limits.values()) if decoder is not None else None)
     use_threads(config.threads)
     if decoder is None:
-        decoder = config.models.load()
+        decoder = config.models.load(config.dtype)
     choices = grid_choices(config, decoder.proposers)
     ctx = BenchContext(decoder, config.max_new_tokens)
     if any(BENCH_METHODS[m].needs_ar_drafter for m in methods):
@@ -278,12 +280,13 @@ def run_bench(
             BENCH_METHODS[name].run(
                 BenchContext(decoder, min(8, config.max_new_tokens), ctx.ar_drafter, ctx.best), prompt_ids[0]
             )
-        records = []
+        records, outputs = [], {}
         for repeat in range(config.repeats):
             for i, (prompt, ids) in enumerate(zip(suite.prompts, prompt_ids, strict=True)):
                 shift = (i + repeat) % len(methods)  # each repeat moves every method to another slot
                 for name in methods[shift:] + methods[:shift]:
                     run = BENCH_METHODS[name].run(ctx, ids)
+                    outputs[prompt.id, repeat, name] = run.token_ids
                     advance(f"{prompt.id} {name}")
                     records.append(
                         dict(
@@ -297,10 +300,31 @@ def run_bench(
                         )
                     )
     runs = pd.DataFrame(records)
+    if "ar" in methods:
+        ids_of = {p.id: ids for p, ids in zip(suite.prompts, prompt_ids, strict=True)}
+        runs = add_divergences(runs, outputs, ids_of, decoder.verifier.model,
+                               next(iter(decoder.verifier.eos_token_ids), None))
     agree = runs.groupby("prompt_id", sort=False)["output_hash"].nunique()
     mismatched = tuple(agree[agree > 1].index)
     summary = summarize_bench(runs, methods, ctx.best, mismatched)
+    summary["dtype"] = str(decoder.verifier.model.dtype).removeprefix("torch.")
     return BenchResult(summary, runs, grid, identical=not mismatched, mismatched_prompts=mismatched)
+
+
+def add_divergences(runs: pd.DataFrame, outputs: dict[tuple[str, int, str], list[int]], prompt_ids: dict[str, Any],
+                    model: Any, eos_id: int) -> pd.DataFrame:
+    """``runs`` with, per run, where its output first parts from ``ar``'s on the same prompt and
+    repeat (``first_divergence``, -1: identical) and the reference's logit margin there, raw and in
+    units of the verifier dtype's spacing (``specdiff.evals.divergence``)."""
+    from specdiff.evals.divergence import divergence
+
+    found = [divergence(model, prompt_ids[r.prompt_id], outputs[r.prompt_id, r.repeat, "ar"],
+                        outputs[r.prompt_id, r.repeat, r.method], eos_id) for r in runs.itertuples()]
+    runs = runs.copy()
+    runs["first_divergence"] = [-1 if d is None else d.position for d in found]
+    runs["divergence_margin"] = [float("nan") if d is None else d.margin for d in found]
+    runs["divergence_spacings"] = [float("nan") if d is None else d.spacings for d in found]
+    return runs
 
 
 def summarize_bench(
@@ -340,4 +364,10 @@ def summarize_bench(
     # Read every acceptance figure beside how much the output repeats itself (a loop is easy to draft).
     summary["loop_share"] = runs.groupby("method")["loop_share"].mean().reindex(methods).to_numpy()
     summary["greedy_identical"] = not mismatched
+    if "first_divergence" in runs.columns:
+        # bfloat16's exactness in two numbers: how often a method equals ar, and the widest margin it parted at.
+        by_method = runs.groupby("method")
+        summary["identical_share"] = by_method["first_divergence"].apply(lambda s: (s < 0).mean()).reindex(
+            methods).to_numpy()
+        summary["max_divergence_spacings"] = by_method["divergence_spacings"].max().reindex(methods).to_numpy()
     return summary
