@@ -180,7 +180,7 @@ def check_bench(config: BenchConfig, canvas_length: int | None = None) -> Suite:
     check_steps(min(config.grid_steps), "--grid-steps")
     for name in config.grid_proposers:
         proposer_named(name)
-    check_models_and_out(config.models, config.out, (".csv", ".parquet"))
+    check_models_and_out(config.models, config.dtype, config.out, (".csv", ".parquet"))
     existing = [p for p in (Path(config.out), runs_path(config.out)) if p.exists()]
     if existing and not config.overwrite:
         raise SpecdiffError(f"{existing[0]} already exists; choose another --out, or pass --overwrite to replace it")

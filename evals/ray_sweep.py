@@ -107,7 +107,7 @@ class SweepWorker:
 
 
 def _load_decoder(config: SweepConfig, on_gpu: bool) -> Any:
-    return config.models.load(device_map="cuda" if on_gpu else None)
+    return config.models.load(config.dtype, device_map="cuda" if on_gpu else None)
 
 
 class WorkerPool:

@@ -46,10 +46,10 @@ def check_run_limits(max_new_tokens: int, limit: int | None, threads: int | None
     check_threads(threads)
 
 
-def check_models_and_out(models: Models, out: Path, suffixes: tuple[str, ...]) -> None:
-    """The models make sense (a known pair, both models, or neither) and ``out`` is a table file the
-    run can write."""
-    models.check()
+def check_models_and_out(models: Models, dtype: str | None, out: Path, suffixes: tuple[str, ...]) -> None:
+    """The models make sense (a known pair, both models, or neither; a known dtype) and ``out`` is a
+    table file the run can write."""
+    models.check(dtype)
     if Path(out).suffix.lower() not in suffixes:
         raise SpecdiffError(f"--out must end in {' or '.join(suffixes)} (got {Path(out).name})")
     writable_folder(Path(out).parent, "--out")

@@ -87,6 +87,8 @@ class SweepConfig:
     verifier: str | None = None
     # A named pair (specdiff.pairs.PAIRS) instead of drafter/verifier; neither: the default pair.
     pair: str | None = None
+    # The models' dtype (None: the pair's or checkpoint's own).
+    dtype: str | None = None
     limit: int | None = None
     threads: int | None = None
     resume: bool = False
@@ -131,7 +133,7 @@ def check_sweep(config: SweepConfig, canvas_length: int | None = None) -> Suite:
     for temperature in config.temperatures:
         SamplingConfig(temperature, config.top_k or None, config.top_p)
     out = Path(config.out)
-    check_models_and_out(config.models, out, (".parquet", ".csv"))
+    check_models_and_out(config.models, config.dtype, out, (".parquet", ".csv"))
     if not config.resume and (out.exists() or journal_path(out).exists()):
         raise SpecdiffError(f"{out} already exists; pass --resume to continue it, or choose another --out")
     return suite_to_run(config.suite, config.limit, max(config.block_sizes), "block size", config.models,
@@ -156,6 +158,8 @@ def table_args(config: SweepConfig, suite: Suite) -> dict[str, Any]:
         top_p=float(config.top_p),
         drafter=config.models.labels[0],
         verifier=config.models.labels[1],
+        # Only when named, so that tables written before the option existed still resume.
+        **({"dtype": config.dtype} if config.dtype is not None else {}),
     )
 
 
@@ -271,7 +275,7 @@ def run_sweep(
     models = model_names(config)
     if pending:
         if decoder is None:
-            decoder = config.models.load()
+            decoder = config.models.load(config.dtype)
         prompt_ids = prepare_decoder(decoder, config, suite)
         with progress_bar(progress, len(pending), "sweep") as advance:
             for task in pending:

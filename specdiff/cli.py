@@ -79,7 +79,7 @@ _ARGS = GenerateArgs()  # the CLI's generation defaults are the library's
 
 def run_generate(options: GenerateOptions) -> Any:
     """Load the models and generate; returns the ``GenerationResult``."""
-    decoder = options.models.check().load(options.dtype, options.device_map)
+    decoder = options.models.load(options.dtype, options.device_map)
     return decoder.generate(options.prompt, options.args)
 
 

@@ -22,6 +22,7 @@ from specdiff.pairs import PAIR_HELP
 from specdiff.threads import CLI_THREADS, THREADS_ENV, THREADS_HELP, passive_openmp
 
 console = Console()
+_DTYPE_HELP = "float32 (exact) or bfloat16 (fast; greedy paths may part at near-ties). Default: the models' own."
 
 
 def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -85,6 +86,7 @@ def sweep(
     limit: int | None = typer.Option(_SWEEP["limit"], help="Run only the suite's first N prompts."),
     threads: int = typer.Option(CLI_THREADS, envvar=THREADS_ENV, help=THREADS_HELP),
     pair: str | None = typer.Option(_SWEEP["pair"], help=PAIR_HELP),
+    dtype: str | None = typer.Option(_SWEEP["dtype"], help=_DTYPE_HELP),
     drafter: str | None = typer.Option(_SWEEP["drafter"], help="Drafter folder or hub id (with --verifier)."),
     verifier: str | None = typer.Option(_SWEEP["verifier"], help="Verifier folder or hub id (with --drafter)."),
     out: Path = typer.Option(..., help="Results table, FILE.parquet or FILE.csv."),
@@ -122,6 +124,7 @@ def sweep(
         drafter=drafter,
         verifier=verifier,
         pair=pair,
+        dtype=dtype,
         limit=limit,
         threads=threads,
         resume=resume,
@@ -320,10 +323,7 @@ def bench(
     grid_steps: str = typer.Option(_joined(_BENCH["grid_steps"]), help="fixed_best's grid: the drafter's steps."),
     grid_prompts: int = typer.Option(_BENCH["grid_prompts"], help="fixed_best's grid runs on the first N prompts."),
     pair: str | None = typer.Option(_BENCH["pair"], help=PAIR_HELP),
-    dtype: str | None = typer.Option(
-        _BENCH["dtype"], help="float32 (exact) or bfloat16 (fast; greedy paths may part at near-ties). Default: "
-                              "the models' own."
-    ),
+    dtype: str | None = typer.Option(_BENCH["dtype"], help=_DTYPE_HELP),
     drafter: str | None = typer.Option(_BENCH["drafter"], help="Drafter folder or hub id (with --verifier)."),
     verifier: str | None = typer.Option(_BENCH["verifier"], help="Verifier folder or hub id (with --drafter)."),
     ar_drafter: str | None = typer.Option(

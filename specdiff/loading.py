@@ -104,6 +104,15 @@ def load_tokenizer(path_or_id: str | os.PathLike[str]) -> Any | None:
         return None
 
 
+DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
+
+
+def check_dtype_name(dtype: str | None) -> None:
+    """None (the models' own dtype) or a name transformers loads weights in; else a clear error."""
+    if dtype is not None and str(dtype).removeprefix("torch.") not in DTYPE_NAMES:
+        raise SpecdiffError(f"unknown dtype {dtype!r}; pass one of {', '.join(DTYPE_NAMES)} (or leave it unset)")
+
+
 def check_model_pair(drafter: str | None, verifier: str | None) -> None:
     """Both models named, or neither (the pocket pair): half a pair is a mistake, not a default."""
     if (drafter is None) != (verifier is None):

@@ -101,10 +101,11 @@ class Models:
     drafter: str | None = None
     verifier: str | None = None
 
-    def check(self) -> Models:
-        """Refuse a pair named beside models, an unknown pair, or half a pair; returns self."""
-        from specdiff.loading import check_model_pair
+    def check(self, dtype: str | None = None) -> Models:
+        """Refuse a pair named beside models, an unknown pair, half a pair or an unknown dtype; returns self."""
+        from specdiff.loading import check_dtype_name, check_model_pair
 
+        check_dtype_name(dtype)
         if self.pair is not None:
             if self.drafter is not None or self.verifier is not None:
                 raise SpecdiffError("pass either --pair or --drafter/--verifier, not both")
@@ -128,7 +129,7 @@ class Models:
 
     def load(self, dtype: str | None = None, device_map: str | None = None, **kwargs: Any) -> Any:
         """The ``SpeculativeDecoder`` (checked first)."""
-        self.check()
+        self.check(dtype)
         name = self.pair_name
         if name is None:
             from specdiff.loaders import load_decoder
