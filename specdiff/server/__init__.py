@@ -1,0 +1,1 @@
+"""specdiff serve: an OpenAI-compatible server on the batched decoder."""
