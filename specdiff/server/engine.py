@@ -201,8 +201,7 @@ class Engine:
                 self._drop(ticket)
             for ticket in admitted:
                 self._admit(ticket)
-            self.metrics.waiting.labels(self.metrics.model_name).set(len(self.incoming))
-            self.metrics.running.labels(self.metrics.model_name).set(len(self.rows))
+            self._gauges()
             if not self.rows:
                 continue
             try:
@@ -212,6 +211,11 @@ class Engine:
                 self._fail_batch(error)
                 continue
             self._hand_out(round_)
+            self._gauges()
+
+    def _gauges(self) -> None:
+        self.metrics.waiting.labels(self.metrics.model_name).set(len(self.incoming))
+        self.metrics.running.labels(self.metrics.model_name).set(len(self.rows))
 
     def _admit(self, ticket: Ticket) -> None:
         job = ticket.job
