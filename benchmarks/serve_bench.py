@@ -1,10 +1,11 @@
 """Load benchmark of ``specdiff serve`` through the official openai client (AsyncOpenAI, streaming).
 
     OMP_NUM_THREADS=1 python benchmarks/serve_bench.py                 # starts a pocket server itself
-    python benchmarks/serve_bench.py --server http://127.0.0.1:8000 --model pocket --requests 32
+    python benchmarks/serve_bench.py --server http://127.0.0.1:8000 --model pocket --requests 32 --concurrency 1 4 16
 
-N requests (the code suite's first ``--requests`` prompts, greedy, ``--max-tokens`` each) at each
-concurrency C (C requests in flight; a new one starts as one ends), with speculation on and off. Off
+N requests (the code suite's first ``--requests`` prompts, greedy, ``--max-tokens`` each; 8 and 128 by
+default) at each concurrency C (C requests in flight; a new one starts as one ends), with speculation
+on and off, ``--repeats`` times (3), after an untimed warm-up. Off
 is the per-request knob ``{"specdiff": {"speculative": false}}``: the same batched verifier, one
 token a round, no drafting. Cells run interleaved (repetition, concurrency, mode), so machine noise
 hits all alike. Measured on the client:
@@ -133,7 +134,9 @@ async def run_all(opts: argparse.Namespace, base: str, prompts: list[str]) -> di
     """Every cell, interleaved, on one client (its connection pool lives on this event loop)."""
     client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=600)
     cells: dict[tuple[int, bool], list[tuple[float, list[Trace]]]] = {}
-    await run_cell(client, opts.model, prompts[:2], 2, 8, True)  # warm-up: first calls, the policy's first rounds
+    # Warm-up, untimed: first calls, and the adaptive batch policy's first rounds at each batch size.
+    for concurrency in opts.concurrency:
+        await run_cell(client, opts.model, prompts[: max(concurrency, 2)], concurrency, 32, True)
     for repeat in range(opts.repeats):
         for concurrency in opts.concurrency:
             for speculative in (True, False) if repeat % 2 == 0 else (False, True):
@@ -152,10 +155,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", default=None, help="A running server's base URL (default: start one).")
     parser.add_argument("--model", default="pocket")
-    parser.add_argument("--requests", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--suite", default="code")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="Also write the table here (markdown).")

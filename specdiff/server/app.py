@@ -113,6 +113,8 @@ def create_app(decoder: Any, config: ServerConfig = ServerConfig()) -> FastAPI:
     async def health() -> JSONResponse:
         if app.state.draining:
             return JSONResponse({"status": "draining"}, status_code=503)
+        if not engine.alive:
+            return JSONResponse({"status": "engine stopped"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     @app.get("/v1/models")

@@ -162,6 +162,10 @@ class Engine:
             self.cond.notify_all()
 
     @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    @property
     def in_flight(self) -> int:
         with self.cond:
             return self.open
@@ -187,31 +191,33 @@ class Engine:
 
         # OpenMP's thread count is per thread: the engine thread keeps the one the process chose.
         torch.set_num_threads(self.threads)
-        while True:
-            with self.cond:
-                while not (self.stopping or self.incoming or self.cancels or self.rows):
-                    self.cond.wait()
-                if self.stopping:
-                    return
-                cancels, self.cancels = self.cancels, []
-                freed = sum(t.row_id in self.rows for t in cancels)
-                room = max(self.max_batch_size - len(self.rows) + freed, 0)
-                admitted = [self.incoming.popleft() for _ in range(min(room, len(self.incoming)))]
-            for ticket in cancels:
-                self._drop(ticket)
-            for ticket in admitted:
-                self._admit(ticket)
-            self._gauges()
-            if not self.rows:
-                continue
+        while not self.stopping:
             try:
-                round_ = self.run.step()
-            except Exception as error:  # noqa: BLE001 - one failed round fails its rows, not the server
+                self._iterate()
+            except Exception as error:  # noqa: BLE001 - the engine outlives any one failure
                 log.exception("a batch round failed")
                 self._fail_batch(error)
-                continue
-            self._hand_out(round_)
-            self._gauges()
+
+    def _iterate(self) -> None:
+        """One pass: wait for work, drop cancelled rows, admit queued jobs, run a round, hand out tokens."""
+        with self.cond:
+            while not (self.stopping or self.incoming or self.cancels or self.rows):
+                self.cond.wait()
+            if self.stopping:
+                return
+            cancels, self.cancels = self.cancels, []
+            freed = sum(t.row_id in self.rows for t in cancels)
+            room = max(self.max_batch_size - len(self.rows) + freed, 0)
+            admitted = [self.incoming.popleft() for _ in range(min(room, len(self.incoming)))]
+        for ticket in cancels:
+            self._drop(ticket)
+        for ticket in admitted:
+            self._admit(ticket)
+        self._gauges()
+        if not self.rows:
+            return
+        self._hand_out(self.run.step())  # a round that raises fails its rows (``_loop``)
+        self._gauges()
 
     def _gauges(self) -> None:
         self.metrics.waiting.labels(self.metrics.model_name).set(len(self.incoming))
@@ -221,9 +227,10 @@ class Engine:
         job = ticket.job
         try:
             ticket.row_id = self.run.add_ids(job.prompt_ids, job.args, job.draft_cap)
-        except SpecdiffError as error:
-            self.metrics.finished("rejected")
-            self._finish(ticket, Failed(400, str(error)))
+        except Exception as error:  # noqa: BLE001 - refused by the batch: this request fails, alone
+            bad_input = isinstance(error, SpecdiffError)
+            self.metrics.finished("rejected" if bad_input else "error")
+            self._finish(ticket, Failed(400 if bad_input else 500, str(error)))
             return
         self.rows[ticket.row_id] = ticket
 
@@ -244,7 +251,8 @@ class Engine:
 
     def _hand_out(self, round_: Any) -> None:
         stats, now = round_.stats, time.perf_counter()
-        self.metrics.batch_round(stats.proposer.value, stats.draft_s, stats.verify_s, stats.denoising_steps_used)
+        self.metrics.batch_round(stats.batch_size, stats.proposer.value, stats.draft_s, stats.verify_s,
+                                 stats.denoising_steps_used)
         finished = set(round_.finished)
         for (row_id, tokens), proposed, accepted in zip(round_.tokens.items(), stats.proposed, stats.accepted,
                                                         strict=True):

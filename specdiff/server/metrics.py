@@ -17,6 +17,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5
 TTFT_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0)
 # The ``_created`` timestamp series double the page and no dashboard reads them (vLLM drops them too).
 disable_created_metrics()
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 OUTCOMES = ("stop", "length", "cancelled", "error", "rejected")
 
 
@@ -49,6 +50,7 @@ class ServerMetrics:
         self.ttft = histogram("time_to_first_token_seconds", "Arrival to the first generated token.", TTFT_BUCKETS)
         self.itl = histogram("inter_token_latency_seconds", "Gap between two rounds that gave a request tokens.",
                              LATENCY_BUCKETS)
+        self.batch_rows = histogram("batch_rows", "Rows in a batch round.", BATCH_BUCKETS)
         self.e2e = histogram("e2e_request_latency_seconds", "Arrival to the last token.", TTFT_BUCKETS)
         self.waiting = Gauge(PREFIX + "num_requests_waiting", "Requests queued for a batch slot.", labels,
                              registry=reg)
@@ -68,9 +70,10 @@ class ServerMetrics:
         for position in range(accepted):
             self.accepted_per_pos.labels(m, str(position)).inc()
 
-    def batch_round(self, proposer: str, draft_s: float, verify_s: float, steps_used: int) -> None:
+    def batch_round(self, rows: int, proposer: str, draft_s: float, verify_s: float, steps_used: int) -> None:
         m = self.model_name
         self.rounds.labels(m, proposer).inc()
+        self.batch_rows.labels(m).observe(rows)
         self.draft_seconds.labels(m).observe(draft_s)
         self.verify_seconds.labels(m).observe(verify_s)
         if steps_used:

@@ -181,3 +181,28 @@ def test_metrics_add_up_to_the_answers(client, code_prompts):
         before, "specdiff:requests_total", outcome="length") == 4
     assert metric(after, "specdiff:time_to_first_token_seconds_count") >= 4
     assert "specdiff:num_requests_waiting" in after and "specdiff:inter_token_latency_seconds_bucket" in after
+
+
+def test_past_max_batch_size_requests_queue_and_still_get_their_answers(pocket, code_prompts):
+    """A second app (its own engine and registry) holding one row at a time: the others wait their turn."""
+    app = create_app(pocket, ServerConfig(model_name=MODEL, max_batch_size=1))
+    prompts = code_prompts[11:14]
+    with TestClient(app) as client, ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda p: client.post("/v1/completions", json=body(p, max_tokens=8)).json(), prompts))
+        page = client.get("/metrics").text
+    assert [a["choices"][0]["text"] for a in answers] == [greedy_text(pocket, p, 8)[0] for p in prompts]
+    rounds = metric(page, "specdiff:batch_rows_count")
+    assert rounds > 0 and metric(page, "specdiff:batch_rows_bucket", le="1.0") == rounds
+
+
+def test_sampled_requests_run_beside_greedy_ones_and_a_seed_repeats(client, code_prompts):
+    """Per-request sampling in one batch; a seeded request that does not draft samples from its own
+    generator only, so it repeats whatever runs beside it."""
+    seeded = body(code_prompts[14], temperature=0.9, top_p=0.95, seed=11, max_tokens=12,
+                  specdiff={"speculative": False})
+    payloads = [seeded, body(code_prompts[15], temperature=1.0, max_tokens=12), body(code_prompts[16], max_tokens=12)]
+    with ThreadPoolExecutor(3) as pool:
+        first = [r.json() for r in pool.map(lambda p: client.post("/v1/completions", json=p), payloads)]
+    again = client.post("/v1/completions", json=seeded).json()
+    assert again["choices"][0]["text"] == first[0]["choices"][0]["text"]
+    assert all(a["usage"]["completion_tokens"] == 12 or a["choices"][0]["finish_reason"] == "stop" for a in first)
