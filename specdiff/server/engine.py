@@ -139,7 +139,11 @@ class Engine:
             self.thread.join(timeout)
 
     def submit(self, job: Job) -> Ticket:
-        """Queue a job (called on the event loop the ticket's events go to)."""
+        """Queue a job (called on the event loop the ticket's events go to).
+
+        The tokenizer is shared: handlers encode while this thread decodes. Both are read-only calls
+        on a fast tokenizer (its padding and truncation settings are never changed here), which the
+        tokenizers library allows from several threads at once."""
         ticket = Ticket(job, asyncio.get_running_loop(), TextStream(self.decoder.tokenizer, job.stops))
         with self.cond:
             self.incoming.append(ticket)
