@@ -15,21 +15,30 @@ from specdiff.threads import CLI_THREADS, THREADS_ENV, THREADS_HELP
 _HOST, _PORT, _BATCH = "127.0.0.1", 8000, 16
 
 
-def load_served(pair: str | None, drafter: str | None, verifier: str | None, dtype: str | None,
-                device_map: str | None) -> tuple[Any, str]:
-    """The decoder and the name it is served under: a named pair, two model folders, or the pocket pair."""
+def served_name(pair: str | None, drafter: str | None, verifier: str | None) -> str:
+    """The name a pair is served under (the pair's, else the verifier folder's), the choice checked."""
     from specdiff.errors import SpecdiffError
+    from specdiff.loading import check_model_pair
+    from specdiff.pairs import check_pair_name
 
     if pair is not None:
         if drafter is not None or verifier is not None:
             raise SpecdiffError("pass --pair or --drafter/--verifier, not both")
+        return check_pair_name(pair)
+    check_model_pair(drafter, verifier)
+    return "pocket" if verifier is None else verifier.rstrip("/").rsplit("/", 1)[-1]
+
+
+def load_served(pair: str | None, drafter: str | None, verifier: str | None, dtype: str | None,
+                device_map: str | None) -> Any:
+    """The decoder: a named pair, two model folders, or the pocket pair."""
+    if pair is not None:
         from specdiff.pairs import load_pair
 
-        return load_pair(pair), pair
+        return load_pair(pair)
     from specdiff.loaders import load_decoder
 
-    name = "pocket" if verifier is None else verifier.rstrip("/").rsplit("/", 1)[-1]
-    return load_decoder(drafter, verifier, dtype, device_map), name
+    return load_decoder(drafter, verifier, dtype, device_map)
 
 
 @friendly_errors
@@ -59,8 +68,9 @@ def serve(
     from specdiff.server.app import ServerConfig
     from specdiff.server.run import serve as run_server
 
+    # Every option is checked before the models load.
     args = GenerateArgs(block_size=block_size, denoising_steps=steps, proposer=proposer)
-    decoder, name = load_served(pair, drafter, verifier, dtype, device_map)
-    config = ServerConfig(model_name=served_model_name or name, max_batch_size=max_batch_size, args=args,
-                          chat_template=chat_template, host=host, port=port)
-    run_server(decoder, config)
+    name = served_model_name or served_name(pair, drafter, verifier)
+    config = ServerConfig(model_name=name, max_batch_size=max_batch_size, args=args, chat_template=chat_template,
+                          host=host, port=port)
+    run_server(load_served(pair, drafter, verifier, dtype, device_map), config)

@@ -61,6 +61,16 @@ class ServerConfig:
     port: int = 8000
     drain_timeout_s: float = 300.0
 
+    def __post_init__(self) -> None:
+        from specdiff.errors import SpecdiffError
+
+        if not isinstance(self.max_batch_size, int) or self.max_batch_size < 1:
+            raise SpecdiffError(f"max_batch_size must be a whole number >= 1 (got {self.max_batch_size!r})")
+        if not 0 < self.port < 65536:
+            raise SpecdiffError(f"port must be in 1..65535 (got {self.port})")
+        if not self.model_name:
+            raise SpecdiffError("the served model name is empty; pass --served-model-name NAME")
+
 
 def resolve_template(template: str) -> str:
     if template == "plain":
