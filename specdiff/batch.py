@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -162,7 +162,8 @@ class BatchRun:
             raise SpecdiffError(f"draft_cap must be a whole number >= 0 (got {draft_cap!r}); 0 never drafts")
         if args is None:
             return self.args
-        shared = [f for f in ("block_size", "denoising_steps", "proposer") if getattr(args, f) != getattr(self.args, f)]
+        shared = [f.name for f in fields(GenerateArgs)
+                  if f.name not in ROW_FIELDS and getattr(args, f.name) != getattr(self.args, f.name)]
         if shared:
             raise SpecdiffError(
                 f"{', '.join(shared)} are the whole batch's (one draft call serves every row); set them on the "
