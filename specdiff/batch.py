@@ -14,10 +14,13 @@ A round over a batch of B rows (each an independent generation, with its own pen
    own prefix and adds one verifier token; EOS and ``max_new_tokens`` cut it as in ``generate``;
 5. the verifier's cache rolls back per row (``specdiff.ragged_cache``); finished rows leave the batch.
 
-Rows join between rounds (``BatchRun.add``): that is all a server's continuous batching needs. One
-generator, seeded once, drives every row's drafting and sampling in a fixed order, so a seeded batch
-repeats exactly; a row's sampled output follows the verifier's distribution whatever the others do,
-since each acceptance test is exact for any draft distribution.
+Rows join between rounds (``BatchRun.add``) and leave when they finish or are cancelled
+(``BatchRun.cancel``): that is all a server's continuous batching needs. One generator, seeded once,
+drives every row's drafting and sampling in a fixed order, so a seeded batch repeats exactly; a row's
+sampled output follows the verifier's distribution whatever the others do, since each acceptance test
+is exact for any draft distribution. A row may carry its own ``max_new_tokens``, sampling, EOS and
+seed (``add(prompt, args)``; a seeded row samples its acceptance tests from a generator of its own),
+and a cap on its block (``draft_cap``; 0: the row never drafts, a plain step inside the batch's forward).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -33,59 +36,17 @@ import torch
 from specdiff.acceptance import AcceptanceOutcome, greedy_accept, stochastic_accept
 from specdiff.args import GenerateArgs
 from specdiff.batch_drafts import BatchDraftSession, RaggedDraft, batch_draft_session, batch_verifier_session
-from specdiff.chat import is_chat
+from specdiff.batch_prompts import Prompt, encode_one, encode_prompts, prompt_kind  # noqa: F401 - re-exported
 from specdiff.controllers import Fixed, check_choice
 from specdiff.controllers.batch import BatchAdaptive, BatchFixed, BatchRoundStats, nominal_batch_seconds
 from specdiff.decoding import cut_at_stop, side_reach, sync
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import GenerationResult, RoundStats
 from specdiff.protocols import Draft, Proposer
-from specdiff.sampling import target_probs
-
-Prompt = str | Sequence[int] | torch.Tensor | Sequence[dict]
+from specdiff.sampling import SamplingConfig, target_probs
 
 # One batch-aware policy per decoder, so that the costs learnt in one batch serve the next.
 _POLICIES: weakref.WeakKeyDictionary[Any, BatchAdaptive] = weakref.WeakKeyDictionary()
-
-
-def prompt_kind(prompt: Any) -> str:
-    """``"text"``, ``"token ids"`` or ``"chat"`` (a list of ``{"role", "content"}`` messages)."""
-    if isinstance(prompt, str):
-        return "text"
-    if isinstance(prompt, torch.Tensor) or (isinstance(prompt, Sequence) and not prompt):
-        return "token ids"
-    if is_chat(prompt):
-        return "chat"
-    if isinstance(prompt, Sequence) and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
-        return "token ids"
-    raise SpecdiffError(
-        f"a prompt must be a string, a list of token ids or a list of chat messages, got {prompt!r:.80}")
-
-
-def encode_prompts(decoder: Any, prompts: Sequence[Prompt]) -> list[list[int]]:
-    """Every prompt as token ids, refusing an empty batch, an empty prompt and mixed kinds."""
-    if isinstance(prompts, (str, torch.Tensor)) or not isinstance(prompts, Sequence):
-        raise SpecdiffError("prompts must be a list of prompts; wrap a single prompt in a list: [prompt]")
-    if not prompts:
-        raise SpecdiffError("the batch is empty; pass at least one prompt")
-    if all(isinstance(t, int) for t in prompts) or is_chat(prompts):
-        raise SpecdiffError("prompts is a single prompt; a batch is a list of prompts: wrap it, [prompt]")
-    kinds = [prompt_kind(p) for p in prompts]
-    if len(set(kinds)) > 1:
-        first = {k: kinds.index(k) for k in dict.fromkeys(kinds)}
-        raise SpecdiffError(
-            "a batch mixes prompt kinds (" + ", ".join(f"{k} at index {i}" for k, i in first.items()) + "); "
-            "pass one kind for the whole batch (chat messages for all rows or for none)"
-        )
-    return [encode_one(decoder, p, i) for i, p in enumerate(prompts)]
-
-
-def encode_one(decoder: Any, prompt: Prompt, index: int) -> list[int]:
-    """One prompt as token ids (``SpeculativeDecoder.encode_prompt``), its errors naming the row."""
-    try:
-        return decoder.encode_prompt(prompt)[0].tolist()
-    except SpecdiffError as error:
-        raise SpecdiffError(f"prompt {index}: {error}") from None
 
 
 def policy_for(decoder: Any, args: GenerateArgs, policy: Any | None) -> Any:
@@ -103,13 +64,23 @@ def policy_for(decoder: Any, args: GenerateArgs, policy: Any | None) -> Any:
     return _POLICIES.setdefault(decoder, BatchAdaptive())
 
 
+# What a row may set for itself in ``BatchRun.add``; the rest of ``GenerateArgs`` is the batch's.
+ROW_FIELDS = ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "eos_token_id")
+
+
 @dataclass
 class _Row:
-    """One generation in the batch; ``unseen[p]``: committed tokens proposer p's session has not seen."""
+    """One generation in the batch; ``unseen[p]``: committed tokens proposer p's session has not seen.
+    ``generator``: the row's own for its acceptance tests (a seeded row), else None (the batch's)."""
 
     row_id: int
     prompt_ids: list[int]
     pending: int
+    max_new_tokens: int
+    sampling: SamplingConfig
+    eos_ids: tuple[int, ...]
+    generator: torch.Generator | None = None
+    draft_cap: int | None = None
     unseen: dict[Proposer, list[int]] = field(default_factory=dict)
     tokens: list[int] = field(default_factory=list)
     stats: list[RoundStats] = field(default_factory=list)
@@ -129,18 +100,18 @@ class BatchRun:
     """A running batch: rows join with ``add`` and are admitted at the next round boundary; a row
     leaves when it finishes (EOS or ``max_new_tokens``) and its result is kept (``result``).
 
-    ``args`` (``GenerateArgs``) are shared by every row; ``policy`` overrides the batch policy
-    (``specdiff.controllers.batch``). Every argument is checked here, before any row runs.
+    ``args`` (``GenerateArgs``) are every row's defaults (a row may override ``ROW_FIELDS`` in
+    ``add``); ``policy`` overrides the batch policy (``specdiff.controllers.batch``). Every argument
+    is checked here, before any row runs.
     """
 
     def __init__(self, decoder: Any, args: GenerateArgs | None = None, policy: Any | None = None) -> None:
         self.decoder, self.args = decoder, args or GenerateArgs()
-        self.sampling, self.max_new_tokens = self.args.sampling, self.args.max_new_tokens
+        self.sampling = self.args.sampling
         self.policy = policy_for(decoder, self.args, policy)
         self.policy.reset(decoder.limits, decoder.max_steps)
         # A seeded batch's policy learns from nominal seconds, so its choices repeat.
         self.clock = nominal_batch_seconds if self.args.seed is not None else None
-        self.eos_ids = decoder.resolve_eos(self.args.eos_token_id)
         self.generator = torch.Generator(device=decoder.verifier.device)
         if self.args.seed is None:
             self.generator.seed()
@@ -157,24 +128,72 @@ class BatchRun:
 
     # -- rows ----------------------------------------------------------------------------------------
 
-    def add(self, prompt: Prompt) -> int:
-        """Queue a prompt; it joins at the next round. Returns its row id (0, 1, ... in call order)."""
-        return self.add_ids(encode_one(self.decoder, prompt, self._next_id))
+    def add(self, prompt: Prompt, args: GenerateArgs | None = None, draft_cap: int | None = None) -> int:
+        """Queue a prompt; it joins at the next round. Returns its row id (0, 1, ... in call order).
 
-    def add_ids(self, ids: list[int]) -> int:
+        ``args``: this row's ``max_new_tokens``, sampling, seed and EOS (``ROW_FIELDS``; None: the
+        batch's); ``draft_cap``: the most draft tokens its block may hold a round (0: never drafts)."""
+        return self.add_ids(encode_one(self.decoder, prompt, self._next_id), args, draft_cap)
+
+    def add_ids(self, ids: list[int], args: GenerateArgs | None = None, draft_cap: int | None = None) -> int:
+        args = self._row_args(args, draft_cap)
         limit = self.decoder.verifier.max_positions
-        if limit is not None and len(ids) + self.max_new_tokens > limit:
+        if limit is not None and len(ids) + args.max_new_tokens > limit:
             raise SpecdiffError(
-                f"a prompt of {len(ids)} tokens plus max_new_tokens ({self.max_new_tokens}) exceeds the "
+                f"a prompt of {len(ids)} tokens plus max_new_tokens ({args.max_new_tokens}) exceeds the "
                 f"verifier's {limit} positions; shorten the prompt or lower max_new_tokens"
             )
-        row = _Row(self._next_id, ids, pending=ids[-1], started=time.perf_counter())
+        generator = None
+        if args.seed is not None and args is not self.args:
+            generator = torch.Generator(device=self.decoder.verifier.device).manual_seed(args.seed)
+        row = _Row(self._next_id, ids, pending=ids[-1], max_new_tokens=args.max_new_tokens, sampling=args.sampling,
+                   eos_ids=self.decoder.resolve_eos(args.eos_token_id), generator=generator, draft_cap=draft_cap,
+                   started=time.perf_counter())
         self._next_id += 1
-        if self.max_new_tokens == 0:
+        if row.max_new_tokens == 0:
             self._finish(row)
         else:
             self.waiting.append(row)
         return row.row_id
+
+    def _row_args(self, args: GenerateArgs | None, draft_cap: int | None) -> GenerateArgs:
+        """A row's arguments, refusing overrides of what the whole batch shares (block, steps, proposer)."""
+        if draft_cap is not None and (not isinstance(draft_cap, int) or draft_cap < 0):
+            raise SpecdiffError(f"draft_cap must be a whole number >= 0 (got {draft_cap!r}); 0 never drafts")
+        if args is None:
+            return self.args
+        shared = [f.name for f in fields(GenerateArgs)
+                  if f.name not in ROW_FIELDS and getattr(args, f.name) != getattr(self.args, f.name)]
+        if shared:
+            raise SpecdiffError(
+                f"{', '.join(shared)} are the whole batch's (one draft call serves every row); set them on the "
+                "BatchRun, or cap one row's block with draft_cap")
+        return args
+
+    def cancel(self, row_id: int) -> GenerationResult:
+        """Drop a row now (between rounds): it leaves the batch, its cache rows are freed, and what it
+        committed so far comes back; a finished row's result is handed back (and forgotten) instead."""
+        if row_id in self.results:
+            return self.results.pop(row_id)
+        for i, row in enumerate(self.waiting):
+            if row.row_id == row_id:
+                del self.waiting[i]
+                return self._result_of(row)
+        for i, row in enumerate(self.active):
+            if row.row_id == row_id:
+                stay = [j for j in range(len(self.active)) if j != i]
+                self.verifier.remove_rows(stay)
+                for session in self.drafters.values():
+                    session.remove_rows(stay)
+                del self.active[i]
+                return self._result_of(row)
+        raise SpecdiffError(f"row {row_id} is not in this batch (never added, or already cancelled)")
+
+    def pop_result(self, row_id: int) -> GenerationResult:
+        """A finished row's result, forgotten by the run (a long-running server would keep them all)."""
+        result = self.result(row_id)
+        del self.results[row_id]
+        return result
 
     @property
     def done(self) -> bool:
@@ -209,8 +228,11 @@ class BatchRun:
         return self.drafters[kind]
 
     def _finish(self, row: _Row) -> None:
+        self.results[row.row_id] = self._result_of(row)
+
+    def _result_of(self, row: _Row) -> GenerationResult:
         tokenizer = self.decoder.tokenizer
-        self.results[row.row_id] = GenerationResult(
+        return GenerationResult(
             token_ids=row.tokens, text=tokenizer.decode(row.tokens, skip_special_tokens=True) if tokenizer else "",
             prompt_ids=row.prompt_ids, elapsed_s=time.perf_counter() - row.started, stats=tuple(row.stats))
 
@@ -230,8 +252,9 @@ class BatchRun:
             raise SpecdiffError("the batch is empty; add a prompt before stepping")
         choice = self.policy.choose(len(rows))
         check_choice(choice, self.decoder.limits, self.decoder.max_steps)
-        rooms = [self.max_new_tokens - len(r.tokens) for r in rows]
-        caps = torch.tensor([min(choice.block_size, room - 1) for room in rooms], dtype=torch.long)
+        rooms = [r.max_new_tokens - len(r.tokens) for r in rows]
+        caps = torch.tensor([min(choice.block_size, room - 1, choice.block_size if r.draft_cap is None else r.draft_cap)
+                             for r, room in zip(rows, rooms, strict=True)], dtype=torch.long)
         proposer = choice.proposer if int(caps.max()) > 0 else Proposer.PLAIN
         t0 = time.perf_counter()
         ragged, fed = None, 0
@@ -290,21 +313,21 @@ class BatchRun:
 
     def _commit(self, rows: list[_Row], block: torch.Tensor, lengths: torch.Tensor, ragged: RaggedDraft | None,
                 target_logits: torch.Tensor, rooms: list[int]) -> tuple[dict, list[int], list[int], list[tuple]]:
-        """Each row's acceptance test on its own block, in row order (one generator for all): the new
-        tokens per row id, the verifier slots each row keeps, the finished rows' indices, and per row
-        ``(proposed, accepted, side_reach)``."""
-        probs = None if self.sampling.is_greedy else target_probs(target_logits, self.sampling)
+        """Each row's acceptance test on its own block, in row order (one generator for all but seeded
+        rows, under each row's own sampling): the new tokens per row id, the verifier slots each row
+        keeps, the finished rows' indices, and per row ``(proposed, accepted, side_reach)``."""
         new_tokens: dict[int, list[int]] = {}
         kept_slots, finished, per_row = [], [], []
         for i, row in enumerate(rows):
             k = int(lengths[i])
             draft = ragged.row(i).truncated(k) if ragged is not None else None
-            row_probs = None if probs is None else probs[i : i + 1, : k + 1]
-            outcome = self._accept(block[i : i + 1, 1 : 1 + k], draft if k else None,
-                                   target_logits[i : i + 1, : k + 1], row_probs)
+            row_logits = target_logits[i : i + 1, : k + 1]  # [1, k + 1, V]
+            row_probs = None if row.sampling.is_greedy else target_probs(row_logits, row.sampling)
+            outcome = self._accept(block[i : i + 1, 1 : 1 + k], draft if k else None, row_logits, row_probs,
+                                   row.generator or self.generator)
             n = int(outcome.num_accepted[0])
             new = block[i, 1 : 1 + n].tolist() + [int(outcome.next_token[0])]
-            kept, done = cut_at_stop(new, self.eos_ids, rooms[i])
+            kept, done = cut_at_stop(new, row.eos_ids, rooms[i])
             row.tokens += kept
             new_tokens[row.row_id] = kept
             kept_slots.append(1 + n)
@@ -316,14 +339,15 @@ class BatchRun:
                 finished.append(i)
         return new_tokens, kept_slots, finished, per_row
 
-    def _accept(self, draft_tokens: torch.Tensor, draft: Draft | None, target_logits: torch.Tensor,
-                probs: torch.Tensor | None) -> AcceptanceOutcome:
+    @staticmethod
+    def _accept(draft_tokens: torch.Tensor, draft: Draft | None, target_logits: torch.Tensor,
+                probs: torch.Tensor | None, generator: torch.Generator) -> AcceptanceOutcome:
         """One row's acceptance test on its own block (``draft_tokens`` ``[1, k]``)."""
         if probs is None:
             return greedy_accept(draft_tokens, target_logits)
         vocab = probs.shape[-1]
         draft_probs = probs[:, :0] if draft is None else draft.distribution(vocab).to(probs.device)
-        return stochastic_accept(draft_tokens, draft_probs, probs, self.generator)
+        return stochastic_accept(draft_tokens, draft_probs, probs, generator)
 
 
 def start_batch(decoder: Any, prompts: Sequence[Prompt], args: GenerateArgs, policy: Any | None = None) -> BatchRun:

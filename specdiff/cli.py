@@ -291,8 +291,9 @@ def _register_subcommands() -> None:
     from specdiff.cli_estimate import estimate
     from specdiff.cli_evals import bench, report, sweep
     from specdiff.cli_pocket import pocket_app
+    from specdiff.cli_serve import serve
 
-    for command in (sweep, report, bench, estimate):
+    for command in (sweep, report, bench, estimate, serve):
         app.command()(command)
     app.add_typer(pocket_app, name="pocket")
 

@@ -4,7 +4,8 @@
 
 Layers, lowest first: the core (acceptance, sampling, the decode loop, controllers, metrics, the
 protocols), the adapters (draft engines and verifier adapters, which import only the core and not
-each other), the loaders (ready decoders), the evals, and on top the CLI and the training recipes.
+each other), the loaders (ready decoders), the evals, and on top the CLI, the server and the training
+recipes.
 Every import counts, including those inside functions: a lazy import upward is still a dependency.
 """
 
@@ -40,7 +41,7 @@ def layer_of(module: str) -> str:
         return EVALS
     if len(parts) > 1 and (parts[1] in ("loaders", "pairs")):
         return LOADERS
-    if len(parts) > 1 and (parts[1].startswith("cli") or parts[1] in ("training", "__main__")):
+    if len(parts) > 1 and (parts[1].startswith("cli") or parts[1] in ("training", "server", "__main__")):
         return TOP
     return CORE
 

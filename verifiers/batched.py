@@ -37,9 +37,9 @@ class BatchedVerifierSession:
     def batch_size(self) -> int:
         return self.rows.batch_size
 
-    def _forward(self, rows: RaggedCache, tokens: torch.Tensor) -> torch.Tensor:
+    def _forward(self, rows: RaggedCache, tokens: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         inputs = rows.block_inputs(tokens.shape[1])
-        out = self.model(input_ids=tokens, cache=rows.cache, use_cache=True, **inputs)
+        out = self.model(input_ids=tokens, cache=rows.cache, use_cache=True, **inputs, **kwargs)
         return out.logits
 
     @torch.no_grad()
@@ -54,7 +54,8 @@ class BatchedVerifierSession:
             block = torch.full((len(prompts), width), self.pad_id, dtype=torch.long, device=self.device)
             for row, prompt in enumerate(prompts):
                 block[row, : prompt.shape[0] - 1] = prompt[:-1].to(self.device)
-            self._forward(fresh, block)
+            # Only the cache is wanted: one position of logits, not the LM head over every prompt token.
+            self._forward(fresh, block, logits_to_keep=1)
             fresh.keep(widths)
         self.rows.extend(fresh)
 
