@@ -5,45 +5,23 @@ A thin command: it loads the pair, builds a ``ServerConfig`` and calls ``specdif
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from specdiff.cli_evals import friendly_errors
+from specdiff.pairs import PAIR_HELP, Models
 from specdiff.threads import CLI_THREADS, THREADS_ENV, THREADS_HELP
 
 _HOST, _PORT, _BATCH = "127.0.0.1", 8000, 16
 
 
-def served_name(pair: str | None, drafter: str | None, verifier: str | None) -> str:
-    """The name a pair is served under (the pair's, else the verifier folder's), the choice checked."""
-    from specdiff.errors import SpecdiffError
-    from specdiff.loading import check_model_pair
-    from specdiff.pairs import check_pair_name
-
-    if pair is not None:
-        if drafter is not None or verifier is not None:
-            raise SpecdiffError("pass --pair or --drafter/--verifier, not both")
-        return check_pair_name(pair)
-    check_model_pair(drafter, verifier)
-    return "pocket" if verifier is None else verifier.rstrip("/").rsplit("/", 1)[-1]
-
-
-def load_served(pair: str | None, drafter: str | None, verifier: str | None, dtype: str | None,
-                device_map: str | None) -> Any:
-    """The decoder: a named pair, two model folders, or the pocket pair."""
-    if pair is not None:
-        from specdiff.pairs import load_pair
-
-        return load_pair(pair)
-    from specdiff.loaders import load_decoder
-
-    return load_decoder(drafter, verifier, dtype, device_map)
+def served_name(models: Models, dtype: str | None = None) -> str:
+    """The name the models are served under (the pair's, else the verifier folder's), the choice checked."""
+    return models.check(dtype).labels[1].rstrip("/").rsplit("/", 1)[-1]
 
 
 @friendly_errors
 def serve(
-    pair: str | None = typer.Option(None, help="A named pair (pocket, smol). Default: the pocket pair."),
+    pair: str | None = typer.Option(None, help=PAIR_HELP),
     drafter: str | None = typer.Option(None, help="Drafter folder or hub id (with --verifier)."),
     verifier: str | None = typer.Option(None, help="Verifier folder or hub id (with --drafter)."),
     dtype: str | None = typer.Option(None, help="e.g. bfloat16 (default: the checkpoint's)."),
@@ -70,7 +48,8 @@ def serve(
 
     # Every option is checked before the models load.
     args = GenerateArgs(block_size=block_size, denoising_steps=steps, proposer=proposer)
-    name = served_model_name or served_name(pair, drafter, verifier)
+    models = Models(pair, drafter, verifier)
+    name = served_model_name or served_name(models, dtype)
     config = ServerConfig(model_name=name, max_batch_size=max_batch_size, args=args, chat_template=chat_template,
                           host=host, port=port)
-    run_server(load_served(pair, drafter, verifier, dtype, device_map), config)
+    run_server(models.load(dtype, device_map), config)

@@ -180,9 +180,11 @@ def test_the_report_links_plots_relative_to_the_markdown_file(decoder, mini_suit
 @pytest.mark.slow
 def test_ctrl_c_exits_130_naming_resume(tiny_dirs, mini_suite, tmp_path):
     out = tmp_path / "i.csv"
+    # Eight seeds: far more work after the first row than a busy machine's delay before the signal,
+    # so the signal always lands mid-run (with fewer rows the sweep could finish first and exit 0).
     command = [sys.executable, "-m", "specdiff", "sweep", "--suite", str(mini_suite), "--proposers", "diffusion",
-               "--block-sizes", "2,4", "--steps", "1,2", "--max-new-tokens", "40", "--drafter", str(tiny_dirs[1]),
-               "--verifier", str(tiny_dirs[0]), "--out", str(out)]
+               "--block-sizes", "2,4", "--steps", "1,2", "--seeds", "0,1,2,3,4,5,6,7", "--max-new-tokens", "40",
+               "--drafter", str(tiny_dirs[1]), "--verifier", str(tiny_dirs[0]), "--out", str(out)]
     child = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                              env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 120
