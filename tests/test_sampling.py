@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from helpers import CANVAS, SHAPE, chi2_pvalue
@@ -80,13 +81,21 @@ def likely_guess(verifier, sampling: SamplingConfig) -> int:
     return int(candidates[probs[torch.arange(len(candidates)), candidates].argmax()])
 
 
+class CutOnConfidenceBits(Fixed):
+    """Blocks of 2, cut to 1 or not by the parity of the second position's confidence in millionths:
+    an arbitrary function of the draft distributions that flips from draw to draw, as any cut may be."""
+
+    def cut(self, confidence: np.ndarray, denoising_steps_used: int) -> int:
+        return 2 if int(confidence[1] * 1e6) % 2 == 0 else 1
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("drafter_kind", ["diffusion-resample", "diffusion-context-seeded", "ngram-lookup",
-                                          "noisy-verifier", "one-hot-argmax"])
+@pytest.mark.parametrize("drafter_kind", ["diffusion-resample", "diffusion-context-seeded", "diffusion-cut",
+                                          "ngram-lookup", "noisy-verifier", "one-hot-argmax"])
 def test_first_two_sampled_tokens_follow_the_verifier(drafter, verifier, drafter_kind):
     sampling = SamplingConfig(temperature=1.0, top_k=TOP_K)
     prompt = [5, 17, 99, 4]
-    lookup = drafter_kind == "ngram-lookup"
+    cutting, lookup = drafter_kind == "diffusion-cut", drafter_kind == "ngram-lookup"
     if drafter_kind.startswith("diffusion") or lookup:
         seeded = drafter_kind in ("diffusion-context-seeded", "ngram-lookup")
         engine = DiffusionGemmaDrafter(drafter.model, proposal_mode=ProposalMode.RESAMPLE,
@@ -98,19 +107,25 @@ def test_first_two_sampled_tokens_follow_the_verifier(drafter, verifier, drafter
     else:
         engine = NoisyVerifierDrafter(verifier, sampling, deterministic=drafter_kind == "one-hot-argmax")
     # The n-gram proposer: the guess proposed as it is (one-hot), no model.
-    controller = Fixed.ngram(2) if lookup else None
+    controller = CutOnConfidenceBits(block_size=2) if cutting else Fixed.ngram(2) if lookup else None
     engines = [engine, NgramLookup(verifier.vocab_size, max_block_size=CANVAS)] if lookup else engine
     decoder = SpeculativeDecoder(engines, verifier, controller=controller)
     law = exact_two_token_law(verifier, prompt, sampling)
     counts = torch.zeros_like(law)
-    draws, accepted = 1000, 0
+    draws, accepted, cuts = 1000, 0, 0
     for seed in range(draws):
-        result = decoder.generate(prompt, max_new_tokens=2, block_size=None if lookup else 2,
+        # With the cut, a third token gives the first round room for a block of 2 (a round never
+        # drafts past the end); only the first two tokens are counted.
+        result = decoder.generate(prompt, max_new_tokens=3 if cutting else 2,
+                                  block_size=None if cutting or lookup else 2,
                                   temperature=1.0, top_k=TOP_K, seed=seed, eos_token_id=[])
         a, b = result.token_ids[:2]
         counts[a * SHAPE.vocab_size + b] += 1
         accepted += sum(s.accepted for s in result.stats)
+        cuts += result.stats[0].proposed < result.stats[0].block_size
     assert chi2_pvalue(counts, law) > 1e-3
+    if cutting:
+        assert 0.1 * draws < cuts < 0.9 * draws  # the cut really varied
     if drafter_kind in ("noisy-verifier", "one-hot-argmax"):
         assert accepted > draws * 0.3  # the acceptance branch really ran
     if lookup:
