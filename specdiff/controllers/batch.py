@@ -10,8 +10,14 @@ decoding, one verifier token per row.
 ``BatchFixed`` runs the same choice every round. ``BatchAdaptive`` (the default) learns online, per
 drafting setting (the n-gram lookup where the decoder has it, the diffusion drafter per step count;
 ``specdiff.controllers.settings``), (i) the chance that a row's draft positions 0..i are all
-accepted, pooled over rows (``ReachCounts``), and (ii) the seconds of a round, one ``CostModel`` per
-batch size seen (a batch size not seen yet starts from the nearest one's), fed the batch's rounds.
+accepted, pooled over rows (``ReachCounts``), and (ii) the seconds of a round: drafting from one
+``CostModel`` per batch size seen (a batch size not seen yet starts from the nearest one's), and
+verifying from that batch size's own curve over tokens scored once it has rounds; before, from one
+curve over the row-tokens a forward scores, ``B * (1 + K)``, fed by every batch size: measured on
+the pocket verifier, a forward's cost follows B x K whatever the split (8 rows of 2 tokens cost
+about what 1 row of 16 does, ``docs/batching.md``), so a batch size seen for the first time is
+priced from the others' rounds, not from the nearest size's curve (which, from B = 2, priced a
+64-token block at B = 8 as nearly free: one such round cost 6 plain ones).
 Each round it picks the setting and K on ``block_grid`` with the most expected committed tokens per
 second for the batch, ``B * E[tokens a row] / seconds(B, K)``, against plain decoding's
 ``B / seconds(B, 0)``. A policy only picks sizes, so it cannot change the output.
@@ -25,6 +31,7 @@ import numpy as np
 
 from specdiff.controllers.base import Limits, canvas_of, check_choice
 from specdiff.controllers.cost import NOMINAL_DRAFT_TOKEN, NOMINAL_LOOKUP, NOMINAL_STEP, NOMINAL_VERIFY, CostModel
+from specdiff.controllers.fits import KnotFit
 from specdiff.controllers.reach import ReachCounts, block_grid
 from specdiff.controllers.settings import Settings
 from specdiff.errors import SpecdiffError
@@ -156,7 +163,8 @@ class BatchAdaptive:
         self.canvas_length = canvas_of(limits)
         self.counts = ReachCounts(1, len(self.settings), self.canvas_length, self.settings.families,
                                   self.prior_acceptance, self.prior_strength)
-        self.costs: dict[int, CostModel] = {}
+        self.costs: dict[int, CostModel] = {}  # drafting seconds, per batch size
+        self.verify = KnotFit()  # verifying seconds (bookkeeping included) against row-tokens scored
         self.grid = np.array(block_grid(self.canvas_length))  # [G]
         self.grid_ok = self.settings.fits(self.grid)  # [R, G]
         self.steps_used = np.array([float(s) for _, s, _ in self.settings.rows])  # [R] mean steps used
@@ -178,9 +186,16 @@ class BatchAdaptive:
         tokens = self.counts.expected_tokens(0)[0][:, self.grid]  # [R, G]
         lookup = self.settings.is_lookup[:, None]
         seconds = cost.draft_many(self.steps_used[:, None], self.grid[None, :], lookup)
-        seconds = seconds + cost.verify.predict_many(self.grid + 1)[None, :]
+        seconds = seconds + self.verify_seconds(batch, self.grid)[None, :]
         rates = np.where(self.grid_ok, batch * tokens / seconds, -np.inf)
-        return rates, batch / cost.round_s(Proposer.PLAIN, 0)
+        return rates, batch / float(self.verify_seconds(batch, np.zeros(1))[0])
+
+    def verify_seconds(self, batch: int, blocks: np.ndarray) -> np.ndarray:
+        """Predicted verifying seconds of blocks ``[G]`` at ``batch`` rows: that batch size's own curve
+        over tokens scored once it has rounds, else the curve over row-tokens shared by all sizes."""
+        if batch in self.costs:
+            return self.costs[batch].verify.predict_many(blocks + 1)
+        return self.verify.predict_many(batch * (blocks + 1))
 
     # -- the protocol ------------------------------------------------------------------------------
 
@@ -230,6 +245,7 @@ class BatchAdaptive:
         self.rounds_seen += 1
         teach = stats.fed <= self.canvas_length + 1  # a backlog's encoding says nothing of the next round
         self.costs[stats.batch_size] = self.cost_for(stats.batch_size).updated(round_of(stats), teach_draft=teach)
+        self.verify = self.verify.updated(stats.batch_size * stats.scored, stats.verify_s + stats.other_s)
         if stats.proposer is Proposer.PLAIN or not any(stats.blocks):
             self.plain_streak += stats.proposer is Proposer.PLAIN
             return
