@@ -78,6 +78,9 @@ class BenchConfig:
     # differ by up to 20% on a busy CPU, which is as large as the gaps between the policies.
     repeats: int = 1
     overwrite: bool = False
+    # Above 1: groups of this many prompts, generate_batch against transformers' batched generate()
+    # and one by one (``specdiff.evals.batch_bench``).
+    batch_size: int = 1
 
 
 def speculative(make_controller: Callable[[BenchContext], Any]) -> Runner:
@@ -152,13 +155,19 @@ class BenchResult:
 def check_bench(config: BenchConfig, canvas_length: int | None = None) -> Suite:
     """Refuse bad arguments before any model loads; returns the prompts to run."""
     unknown = [m for m in config.methods if m not in BENCH_METHODS]
-    if unknown or not config.methods:
+    if config.batch_size == 1 and (unknown or not config.methods):
         raise SpecdiffError(
             f"unknown method {', '.join(unknown) or '(none given)'}; pick from {', '.join(BENCH_METHODS)}"
         )
     check_run_limits(config.max_new_tokens, config.limit, config.threads)
     if config.repeats < 1:
         raise SpecdiffError(f"--repeats must be >= 1 (got {config.repeats})")
+    if config.batch_size < 1:
+        raise SpecdiffError(f"--batch-size must be >= 1 (got {config.batch_size})")
+    if config.batch_size > 1:
+        from specdiff.evals.batch_bench import batch_methods
+
+        batch_methods(config.methods, BenchConfig.methods)
     if config.grid_prompts < 1:
         raise SpecdiffError(f"--grid-prompts must be >= 1 (got {config.grid_prompts})")
     from specdiff.args import proposer_named
@@ -176,13 +185,14 @@ def check_bench(config: BenchConfig, canvas_length: int | None = None) -> Suite:
     if existing and not config.overwrite:
         raise SpecdiffError(f"{existing[0]} already exists; choose another --out, or pass --overwrite to replace it")
     if (
-        config.drafter is not None
+        config.batch_size == 1
+        and config.drafter is not None
         and config.ar_drafter is None
         and any(BENCH_METHODS[m].needs_ar_drafter for m in config.methods)
     ):
         raise SpecdiffError("assisted_ar_drafter needs --ar-drafter when --drafter and --verifier are named")
-    return suite_to_run(config.suite, config.limit, max(config.grid_block_sizes), "grid block size",
-                        config.drafter, canvas_length)
+    grid_block = max(config.grid_block_sizes) if config.batch_size == 1 else 1  # a batch bench runs no grid
+    return suite_to_run(config.suite, config.limit, grid_block, "grid block size", config.drafter, canvas_length)
 
 
 def runs_path(out: Path) -> Path:
@@ -248,6 +258,8 @@ def run_bench(
         from specdiff.loaders import load_decoder
 
         decoder = load_decoder(config.drafter, config.verifier)
+    if config.batch_size > 1:
+        return _run_batched(config, decoder, suite, progress)
     choices = grid_choices(config, decoder.proposers)
     ctx = BenchContext(decoder, config.max_new_tokens)
     if any(BENCH_METHODS[m].needs_ar_drafter for m in methods):
@@ -293,6 +305,23 @@ def run_bench(
     mismatched = tuple(agree[agree > 1].index)
     summary = summarize_bench(runs, methods, ctx.best, mismatched)
     return BenchResult(summary, runs, grid, identical=not mismatched, mismatched_prompts=mismatched)
+
+
+def _run_batched(config: BenchConfig, decoder: Any, suite: Suite, progress: bool) -> BenchResult:
+    """``--batch-size`` above 1: ``specdiff.evals.batch_bench``'s methods on groups of prompts."""
+    import pandas as pd
+    from specdiff.evals.batch_bench import batch_methods, groups, run_batch_groups, summarize_batch_bench
+
+    methods = batch_methods(config.methods, BenchConfig.methods)
+    prompt_ids = [(p.id, decoder.encode_prompt(p.decoder_input)[0].tolist()) for p in suite.prompts]
+    steps = config.repeats * len(groups(prompt_ids, config.batch_size)) * len(methods)
+    with progress_bar(progress, steps, "bench") as advance:
+        runs = run_batch_groups(decoder, prompt_ids, methods, config.batch_size, config.max_new_tokens,
+                                config.repeats, advance)
+    agree = runs.groupby("prompt_id", sort=False)["output_hash"].nunique()
+    mismatched = tuple(agree[agree > 1].index)
+    summary = summarize_batch_bench(runs, methods, config.batch_size, mismatched)
+    return BenchResult(summary, runs, pd.DataFrame(), identical=not mismatched, mismatched_prompts=mismatched)
 
 
 def summarize_bench(

@@ -283,6 +283,10 @@ def bench(
     ),
     repeats: int = typer.Option(_BENCH["repeats"], help="Passes over the prompts; seconds summed over all."),
     overwrite: bool = typer.Option(_BENCH["overwrite"], help="Replace an existing OUT (and its .runs file)."),
+    batch_size: int = typer.Option(
+        _BENCH["batch_size"], help="Above 1: groups of N prompts, generate_batch against transformers' batched "
+        "generate() and one by one (methods specdiff_batch, hf_batched, one_by_one)."
+    ),
     out: Path = typer.Option(..., help="One row per method, FILE.csv or FILE.parquet (per-prompt runs beside it)."),
 ) -> None:
     """Compare methods side by side, greedy, interleaved per prompt; checks that their outputs agree."""
@@ -307,6 +311,7 @@ def bench(
         ar_drafter=ar_drafter,
         repeats=repeats,
         overwrite=overwrite,
+        batch_size=batch_size,
     )
     hf_logging.set_verbosity_error()  # assisted generation warns about its own internal arguments
     result = run_bench(config)
@@ -317,6 +322,18 @@ def bench(
 
 
 def print_bench(result: Any) -> None:
+    if "speedup_vs_hf_batched" in result.summary.columns:
+        columns = [
+            ("method", lambda r: r.method),
+            ("B", lambda r: str(r.batch_size)),
+            ("tok/s", lambda r: _fmt(r.tokens_per_s, ".1f")),
+            ("per row\ntok/s", lambda r: _fmt(r.per_row_tokens_per_s, ".1f")),
+            ("vs hf\nbatched", lambda r: _fmt(r.speedup_vs_hf_batched) + "x"),
+            ("loop", lambda r: _fmt(r.loop_share)),
+        ]
+        title = "bench (greedy, interleaved per group; speedup over transformers' batched generate())"
+        _print_bench_table(result, title, columns)
+        return
     columns = [
         ("method", lambda r: r.method),
         ("config", lambda r: _config_label(r) if r.block_size else ""),
@@ -324,6 +341,10 @@ def print_bench(result: Any) -> None:
         ("loop", lambda r: _fmt(getattr(r, "loop_share", float("nan")))),
     ]
     title = "bench (greedy, interleaved per prompt; speedup over ar, the verifier alone)"
+    _print_bench_table(result, title, columns)
+
+
+def _print_bench_table(result: Any, title: str, columns: list[tuple[str, Any]]) -> None:
     console.print(_table(title, columns, list(result.summary.itertuples())))
     methods = ", ".join(result.summary["method"])
     prompts = result.runs["prompt_id"].nunique()
