@@ -74,6 +74,10 @@ def sweep(
     ),
     temperatures: str = typer.Option(_joined(_SWEEP["temperatures"]), help="0 = greedy; comma-separated."),
     seeds: str = typer.Option(_joined(_SWEEP["seeds"]), help="Seeds (drafter noise and sampling), comma-separated."),
+    batch_sizes: str = typer.Option(
+        _joined(_SWEEP["batch_sizes"]), help="Batch sizes, comma-separated: above 1, the prompts run in groups "
+        "(generate_batch; the baseline, transformers' batched generate())."
+    ),
     max_new_tokens: int = typer.Option(
         _SWEEP["max_new_tokens"],
         help="New tokens per generation. 48 keeps the full default sweep of a 30-prompt suite (630 "
@@ -114,6 +118,7 @@ def sweep(
         denoising_steps=parse_list(steps, int, "--steps"),
         temperatures=parse_list(temperatures, float, "--temperatures"),
         seeds=parse_list(seeds, int, "--seeds"),
+        batch_sizes=parse_list(batch_sizes, int, "--batch-sizes"),
         max_new_tokens=max_new_tokens,
         top_k=top_k,
         top_p=top_p,
