@@ -83,6 +83,9 @@ class BenchConfig:
     # differ by up to 20% on a busy CPU, which is as large as the gaps between the policies.
     repeats: int = 1
     overwrite: bool = False
+    # Above 1: groups of this many prompts, generate_batch against transformers' batched generate()
+    # and one by one (``specdiff.evals.batch_bench``).
+    batch_size: int = 1
 
     @property
     def models(self) -> Models:
@@ -161,13 +164,19 @@ class BenchResult:
 def check_bench(config: BenchConfig, canvas_length: int | None = None) -> Suite:
     """Refuse bad arguments before any model loads; returns the prompts to run."""
     unknown = [m for m in config.methods if m not in BENCH_METHODS]
-    if unknown or not config.methods:
+    if config.batch_size == 1 and (unknown or not config.methods):
         raise SpecdiffError(
             f"unknown method {', '.join(unknown) or '(none given)'}; pick from {', '.join(BENCH_METHODS)}"
         )
     check_run_limits(config.max_new_tokens, config.limit, config.threads)
     if config.repeats < 1:
         raise SpecdiffError(f"--repeats must be >= 1 (got {config.repeats})")
+    if config.batch_size < 1:
+        raise SpecdiffError(f"--batch-size must be >= 1 (got {config.batch_size})")
+    if config.batch_size > 1:
+        from specdiff.evals.batch_bench import batch_methods
+
+        batch_methods(config.methods, BenchConfig.methods)
     if config.grid_prompts < 1:
         raise SpecdiffError(f"--grid-prompts must be >= 1 (got {config.grid_prompts})")
     from specdiff.args import proposer_named
@@ -185,15 +194,16 @@ def check_bench(config: BenchConfig, canvas_length: int | None = None) -> Suite:
     if existing and not config.overwrite:
         raise SpecdiffError(f"{existing[0]} already exists; choose another --out, or pass --overwrite to replace it")
     if (
-        config.ar_drafter is None
+        config.batch_size == 1
+        and config.ar_drafter is None
         and any(BENCH_METHODS[m].needs_ar_drafter for m in config.methods)
         and pair_ar_drafter_folder(config.models) is None
     ):
         where = "when --drafter and --verifier are named" if config.models.pair_name is None else (
             f"for the {config.models.pair_name} pair, which ships none")
         raise SpecdiffError(f"assisted_ar_drafter needs --ar-drafter {where}; pass one or drop it from --methods")
-    return suite_to_run(config.suite, config.limit, max(config.grid_block_sizes), "grid block size",
-                        config.models, canvas_length)
+    grid_block = max(config.grid_block_sizes) if config.batch_size == 1 else 1  # a batch bench runs no grid
+    return suite_to_run(config.suite, config.limit, grid_block, "grid block size", config.models, canvas_length)
 
 
 def runs_path(out: Path) -> Path:
@@ -257,6 +267,8 @@ def run_bench(
     use_threads(config.threads)
     if decoder is None:
         decoder = config.models.load(config.dtype)
+    if config.batch_size > 1:
+        return _run_batched(config, decoder, suite, progress)
     choices = grid_choices(config, decoder.proposers)
     ctx = BenchContext(decoder, config.max_new_tokens)
     if any(BENCH_METHODS[m].needs_ar_drafter for m in methods):
@@ -301,6 +313,8 @@ def run_bench(
                     )
     runs = pd.DataFrame(records)
     if "ar" in methods:
+        from specdiff.evals.divergence import add_divergences
+
         ids_of = {p.id: ids for p, ids in zip(suite.prompts, prompt_ids, strict=True)}
         runs = add_divergences(runs, outputs, ids_of, decoder.verifier.model,
                                next(iter(decoder.verifier.eos_token_ids), None))
@@ -311,20 +325,21 @@ def run_bench(
     return BenchResult(summary, runs, grid, identical=not mismatched, mismatched_prompts=mismatched)
 
 
-def add_divergences(runs: pd.DataFrame, outputs: dict[tuple[str, int, str], list[int]], prompt_ids: dict[str, Any],
-                    model: Any, eos_id: int) -> pd.DataFrame:
-    """``runs`` with, per run, where its output first parts from ``ar``'s on the same prompt and
-    repeat (``first_divergence``, -1: identical) and the reference's logit margin there, raw and in
-    units of the verifier dtype's spacing (``specdiff.evals.divergence``)."""
-    from specdiff.evals.divergence import divergence
+def _run_batched(config: BenchConfig, decoder: Any, suite: Suite, progress: bool) -> BenchResult:
+    """``--batch-size`` above 1: ``specdiff.evals.batch_bench``'s methods on groups of prompts."""
+    import pandas as pd
+    from specdiff.evals.batch_bench import batch_methods, groups, run_batch_groups, summarize_batch_bench
 
-    found = [divergence(model, prompt_ids[r.prompt_id], outputs[r.prompt_id, r.repeat, "ar"],
-                        outputs[r.prompt_id, r.repeat, r.method], eos_id) for r in runs.itertuples()]
-    runs = runs.copy()
-    runs["first_divergence"] = [-1 if d is None else d.position for d in found]
-    runs["divergence_margin"] = [float("nan") if d is None else d.margin for d in found]
-    runs["divergence_spacings"] = [float("nan") if d is None else d.spacings for d in found]
-    return runs
+    methods = batch_methods(config.methods, BenchConfig.methods)
+    prompt_ids = [(p.id, decoder.encode_prompt(p.decoder_input)[0].tolist()) for p in suite.prompts]
+    steps = config.repeats * len(groups(prompt_ids, config.batch_size)) * len(methods)
+    with progress_bar(progress, steps, "bench") as advance:
+        runs = run_batch_groups(decoder, prompt_ids, methods, config.batch_size, config.max_new_tokens,
+                                config.repeats, advance)
+    agree = runs.groupby("prompt_id", sort=False)["output_hash"].nunique()
+    mismatched = tuple(agree[agree > 1].index)
+    summary = summarize_batch_bench(runs, methods, config.batch_size, mismatched)
+    return BenchResult(summary, runs, pd.DataFrame(), identical=not mismatched, mismatched_prompts=mismatched)
 
 
 def summarize_bench(

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # A divergence within this many spacings of the dtype at the two logits is rounding, not an error:
 # a full-sequence forward, K-token forwards and 1-token forwards each round differently.
@@ -68,3 +71,17 @@ def divergence(model: Any, prompt_ids: torch.Tensor, reference: list[int], ours:
     theirs, mine = logits[reference[position]].item(), logits[ours[position]].item()
     step = spacing(max(abs(theirs), abs(mine)), model.dtype)
     return Divergence(position, theirs - mine, (theirs - mine) / step)
+
+
+def add_divergences(runs: pd.DataFrame, outputs: dict[tuple[str, int, str], list[int]], prompt_ids: dict[str, Any],
+                    model: Any, eos_id: int) -> pd.DataFrame:
+    """``runs`` with, per run, where its output first parts from ``ar``'s on the same prompt and
+    repeat (``first_divergence``, -1: identical) and the reference's logit margin there, raw and in
+    units of the verifier dtype's spacing (``specdiff.evals.divergence``)."""
+    found = [divergence(model, prompt_ids[r.prompt_id], outputs[r.prompt_id, r.repeat, "ar"],
+                        outputs[r.prompt_id, r.repeat, r.method], eos_id) for r in runs.itertuples()]
+    runs = runs.copy()
+    runs["first_divergence"] = [-1 if d is None else d.position for d in found]
+    runs["divergence_margin"] = [float("nan") if d is None else d.margin for d in found]
+    runs["divergence_spacings"] = [float("nan") if d is None else d.spacings for d in found]
+    return runs

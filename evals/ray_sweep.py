@@ -193,6 +193,9 @@ def run_ray_sweep(
     """
     settings = settings or RaySettings()
     check_settings(settings)
+    if tuple(config.batch_sizes) != (1,):
+        raise SpecdiffError("--batch-sizes above 1 run locally (a batch is one call on one machine); drop --ray, "
+                            "or sweep batch sizes without it")
     suite = check_sweep(config)
     journal, done_rows, pending = pending_tasks(config, suite)
     if pending:

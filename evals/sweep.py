@@ -92,6 +92,8 @@ class SweepConfig:
     limit: int | None = None
     threads: int | None = None
     resume: bool = False
+    # Above 1: configurations also run the prompts in batches of that size (``specdiff.evals.batch_sweep``).
+    batch_sizes: tuple[int, ...] = (1,)
 
     @property
     def models(self) -> Models:
@@ -109,6 +111,7 @@ class Task:
     denoising_steps: int
     temperature: float
     seed: int
+    batch_size: int = 1
 
 
 # -- checks before any model loads ---------------------------------------------------------------
@@ -121,9 +124,11 @@ def check_sweep(config: SweepConfig, canvas_length: int | None = None) -> Suite:
     from specdiff.controllers import check_steps
     from specdiff.sampling import SamplingConfig
 
-    for name in ("proposers", "block_sizes", "denoising_steps", "temperatures", "seeds"):
+    for name in ("proposers", "block_sizes", "denoising_steps", "temperatures", "seeds", "batch_sizes"):
         if not getattr(config, name):
             raise SpecdiffError(f"{TABLE_ARGS[name]} is empty; give at least one value")
+    if min(config.batch_sizes) < 1:
+        raise SpecdiffError(f"batch sizes must be >= 1 (got {min(config.batch_sizes)})")
     if min(config.block_sizes) < 1:
         raise SpecdiffError(f"block sizes must be >= 1 (got {min(config.block_sizes)})")
     for name in config.proposers:
@@ -158,6 +163,7 @@ def table_args(config: SweepConfig, suite: Suite) -> dict[str, Any]:
         top_p=float(config.top_p),
         drafter=config.models.labels[0],
         verifier=config.models.labels[1],
+        batch_sizes=sorted(set(config.batch_sizes)),
         # Only when named, so that tables written before the option existed still resume.
         **({"dtype": config.dtype} if config.dtype is not None else {}),
     )
@@ -187,14 +193,15 @@ def plan(config: SweepConfig, suite: Suite) -> list[Task]:
     tasks = []
     for prompt in suite.prompts:
         for temperature in _unique(config.temperatures):
-            for seed in _unique(config.seeds):
-                tasks.append(Task(prompt.id, AR, PLAIN, 0, 0, float(temperature), seed))
+            for seed, size in ((s, b) for s in _unique(config.seeds) for b in _unique(config.batch_sizes)):
+                tasks.append(Task(prompt.id, AR, PLAIN, 0, 0, float(temperature), seed, size))
                 for proposer in _unique(config.proposers):
                     # Steps belong to the diffusion drafter: other proposers run each block once.
                     step_grid = _unique(config.denoising_steps) if proposer == DIFFUSION else [0]
                     for block in _unique(config.block_sizes):
                         for steps in step_grid:
-                            tasks.append(Task(prompt.id, SPECDIFF, proposer, block, steps, float(temperature), seed))
+                            tasks.append(Task(prompt.id, SPECDIFF, proposer, block, steps, float(temperature), seed,
+                                              size))
     return tasks
 
 
@@ -217,6 +224,7 @@ def key_fields(task: Task, config: SweepConfig, suite: Suite) -> dict[str, Any]:
         top_p=config.top_p,
         seed=task.seed,
         max_new_tokens=config.max_new_tokens,
+        batch_size=task.batch_size,
     )
 
 
@@ -277,15 +285,22 @@ def run_sweep(
         if decoder is None:
             decoder = config.models.load(config.dtype)
         prompt_ids = prepare_decoder(decoder, config, suite)
+        waiting = {task_key(t, config, suite) for t in pending}
         with progress_bar(progress, len(pending), "sweep") as advance:
             for task in pending:
-                ids = prompt_ids[task.prompt_id]
-                measured = measure(decoder, ids, task, config)
-                row = make_row(task, config, suite, int(ids.shape[1]), measured, models)
-                journal.append(row)
-                advance(_describe(task))
-                if on_row is not None:
-                    on_row(row)
+                if task_key(task, config, suite) not in waiting:
+                    continue  # its batch already ran
+                for row_task, measured in measure_group(decoder, prompt_ids, task, config, suite):
+                    key = task_key(row_task, config, suite)
+                    if key not in waiting:
+                        continue  # a row of the batch the table already holds
+                    waiting.discard(key)
+                    ids = prompt_ids[row_task.prompt_id]
+                    row = make_row(row_task, config, suite, int(ids.shape[1]), measured, models)
+                    journal.append(row)
+                    advance(_describe(row_task))
+                    if on_row is not None:
+                        on_row(row)
     return finish_table(done_rows, journal, Path(config.out))
 
 
@@ -336,9 +351,25 @@ def measure(decoder: Any, prompt_ids: Any, task: Task, config: SweepConfig) -> d
     return run_speculative(decoder, prompt_ids, task, config)
 
 
+def measure_group(decoder: Any, prompt_ids: dict[str, Any], task: Task, config: SweepConfig,
+                  suite: Suite) -> list[tuple[Task, dict[str, Any]]]:
+    """``task`` alone, or at a batch size above 1 its whole group (``specdiff.evals.batch_sweep``):
+    each row's task and measured part."""
+    if task.batch_size == 1:
+        return [(task, measure(decoder, prompt_ids[task.prompt_id], task, config))]
+    from dataclasses import replace
+
+    from specdiff.evals.batch_sweep import batch_group, measure_batch
+
+    group = batch_group([p.id for p in suite.prompts], task.prompt_id, task.batch_size)
+    measured = measure_batch(decoder, [prompt_ids[p] for p in group], task, config)
+    return [(replace(task, prompt_id=p), m) for p, m in zip(group, measured, strict=True)]
+
+
 def _describe(task: Task) -> str:
     what = "verifier alone" if task.method == AR else f"block {task.block_size} x {task.denoising_steps} steps"
-    return f"{task.prompt_id} {what} T={task.temperature:g}"
+    batch = f" B={task.batch_size}" if task.batch_size > 1 else ""
+    return f"{task.prompt_id} {what} T={task.temperature:g}{batch}"
 
 
 

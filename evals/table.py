@@ -30,6 +30,13 @@ Row columns (``ROW_COLUMNS``): the key, then
 - ``output_hash``: a digest of the new token ids (greedy rows of one prompt must agree);
 - ``drafter``, ``verifier``: the models ("pocket" for the pocket pair).
 
+``batch_size`` (a key column): 1 for a generation alone; above 1, the row is one prompt of a batch
+of that many (the suite's prompts in order, cut into groups; the last may be smaller): specdiff's
+``generate_batch``, or for ``method="ar"`` transformers' batched ``generate()`` with left padding.
+A batch row's ``total_s`` is its share of the batch's wall-clock seconds (the batch's over its rows),
+so that a summary's tokens/s is the batch's throughput; its drafting / verifying / other seconds
+are its own rounds' scaled to that share. Tables written before the column read as batch size 1.
+
 For ``method="ar"``: ``proposer = "plain"``, ``block_size = denoising_steps = 0``, one round per token, and all of
 ``total_s`` counts as verifying. ``top_k = 0`` and ``top_p = 1.0`` mean no truncation.
 """
@@ -62,7 +69,10 @@ KEY_COLUMNS = [
     "top_p",
     "seed",
     "max_new_tokens",
+    "batch_size",
 ]
+# Key columns added after tables were first written, and the value their older rows mean.
+KEY_DEFAULTS = {"batch_size": 1}
 ROW_COLUMNS = KEY_COLUMNS + [
     "prompt_tokens",
     "new_tokens",
@@ -92,7 +102,7 @@ PLAIN, DIFFUSION = "plain", "diffusion"  # ``Proposer`` values, spelt out: this 
 
 
 def row_key(row: dict[str, Any]) -> tuple:
-    return tuple(_normal(row[c]) for c in KEY_COLUMNS)
+    return tuple(_normal(row[c] if c in row else KEY_DEFAULTS[c]) for c in KEY_COLUMNS)
 
 
 def _normal(value: Any) -> Any:
@@ -186,7 +196,10 @@ def _row_or_none(line: bytes) -> dict[str, Any] | None:
         row = json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
-    return row if isinstance(row, dict) and all(c in row for c in KEY_COLUMNS) else None
+    if not isinstance(row, dict):
+        return None
+    row = {**KEY_DEFAULTS, **row}  # a journal written before a key column existed
+    return row if all(c in row for c in KEY_COLUMNS) else None
 
 
 def warn(message: str) -> None:
@@ -207,7 +220,9 @@ def args_path(out: Path) -> Path:
 TABLE_ARGS = {"suite": "--suite", "prompts": "the suite's prompt texts", "proposers": "--proposers",
               "block_sizes": "--block-sizes", "denoising_steps": "--steps", "temperatures": "--temperatures",
               "seeds": "--seeds", "max_new_tokens": "--max-new-tokens", "top_k": "--top-k", "top_p": "--top-p",
-              "drafter": "--drafter", "verifier": "--verifier"}
+              "drafter": "--drafter", "verifier": "--verifier", "batch_sizes": "--batch-sizes"}
+# Arguments added after tables were first written, and the value a sidecar without them means.
+ARG_DEFAULTS: dict[str, Any] = {"batch_sizes": [1]}
 
 
 def write_args(out: Path, args: dict[str, Any]) -> None:
@@ -236,7 +251,7 @@ def args_differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]
     """
     out = []
     for name, option in TABLE_ARGS.items():
-        old, new = recorded.get(name), now.get(name)
+        old, new = recorded.get(name, ARG_DEFAULTS.get(name)), now.get(name)
         if name == "prompts":
             changed = sorted(i for i in set(old or {}) & set(new or {}) if old[i] != new[i])
             if changed:
@@ -280,6 +295,12 @@ def read_results(path: str | Path) -> pd.DataFrame:
         frame.insert(frame.columns.get_loc("method") + 1, "proposer",
                      [PLAIN if m == AR else ("ngram" if s == 0 else DIFFUSION)
                       for m, s in zip(frame["method"], frame["denoising_steps"], strict=True)])
+    for column, value in KEY_DEFAULTS.items():  # tables written before the column existed
+        if column not in frame.columns:
+            frame.insert(frame.columns.get_loc("max_new_tokens") + 1 if "max_new_tokens" in frame.columns
+                         else len(frame.columns), column, value)
+        else:
+            frame[column] = frame[column].fillna(value).astype(type(value))
     for column in LIST_COLUMNS:
         if column in frame.columns:
             frame[column] = [[int(x) for x in (json.loads(v) if isinstance(v, str) else v)] for v in frame[column]]

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from specdiff.acceptance import AcceptanceOutcome, greedy_accept, stochastic_accept
+from specdiff.acceptance import AcceptanceOutcome, accepted_prefix_length, stochastic_accept
 from specdiff.args import GenerateArgs
 from specdiff.batch_drafts import BatchDraftSession, RaggedDraft, batch_draft_session, batch_verifier_session
 from specdiff.batch_prompts import Prompt, encode_one, encode_prompts, prompt_kind  # noqa: F401 - re-exported
@@ -315,18 +315,23 @@ class BatchRun:
                 target_logits: torch.Tensor, rooms: list[int]) -> tuple[dict, list[int], list[int], list[tuple]]:
         """Each row's acceptance test on its own block, in row order (one generator for all but seeded
         rows, under each row's own sampling): the new tokens per row id, the verifier slots each row
-        keeps, the finished rows' indices, and per row ``(proposed, accepted, side_reach)``."""
+        keeps, the finished rows' indices, and per row ``(proposed, accepted, side_reach)``. Greedy
+        rows are tested all at once (``greedy_accept_ragged``)."""
+        greedy = greedy_accept_ragged(block, lengths, target_logits)
+        block_rows = block.tolist()
         new_tokens: dict[int, list[int]] = {}
         kept_slots, finished, per_row = [], [], []
         for i, row in enumerate(rows):
             k = int(lengths[i])
             draft = ragged.row(i).truncated(k) if ragged is not None else None
-            row_logits = target_logits[i : i + 1, : k + 1]  # [1, k + 1, V]
-            row_probs = None if row.sampling.is_greedy else target_probs(row_logits, row.sampling)
-            outcome = self._accept(block[i : i + 1, 1 : 1 + k], draft if k else None, row_logits, row_probs,
-                                   row.generator or self.generator)
-            n = int(outcome.num_accepted[0])
-            new = block[i, 1 : 1 + n].tolist() + [int(outcome.next_token[0])]
+            if row.sampling.is_greedy:
+                n, token = greedy[0][i], greedy[1][i]
+            else:
+                row_probs = target_probs(target_logits[i : i + 1, : k + 1], row.sampling)  # [1, k + 1, V]
+                outcome = self._sampled_accept(block[i : i + 1, 1 : 1 + k], draft if k else None, row_probs,
+                                               row.generator or self.generator)
+                n, token = int(outcome.num_accepted[0]), int(outcome.next_token[0])
+            new = block_rows[i][1 : 1 + n] + [token]
             kept, done = cut_at_stop(new, row.eos_ids, rooms[i])
             row.tokens += kept
             new_tokens[row.row_id] = kept
@@ -340,14 +345,29 @@ class BatchRun:
         return new_tokens, kept_slots, finished, per_row
 
     @staticmethod
-    def _accept(draft_tokens: torch.Tensor, draft: Draft | None, target_logits: torch.Tensor,
-                probs: torch.Tensor | None, generator: torch.Generator) -> AcceptanceOutcome:
-        """One row's acceptance test on its own block (``draft_tokens`` ``[1, k]``)."""
-        if probs is None:
-            return greedy_accept(draft_tokens, target_logits)
+    def _sampled_accept(draft_tokens: torch.Tensor, draft: Draft | None, probs: torch.Tensor,
+                        generator: torch.Generator) -> AcceptanceOutcome:
+        """One sampled row's acceptance test on its own block (``draft_tokens`` ``[1, k]``) under its
+        own processed distributions ``probs`` ``[1, k + 1, V]``."""
         vocab = probs.shape[-1]
         draft_probs = probs[:, :0] if draft is None else draft.distribution(vocab).to(probs.device)
         return stochastic_accept(draft_tokens, draft_probs, probs, generator)
+
+
+def greedy_accept_ragged(block: torch.Tensor, lengths: torch.Tensor,
+                         target_logits: torch.Tensor) -> tuple[list[int], list[int]]:
+    """Every row's greedy test at once (``greedy_accept``'s rule on the padded block, each row's count capped
+    at its own draft length): per row, the draft tokens accepted and the verifier's next token.
+
+    Args:
+        block: ``[B, 1 + K]``, each row's pending token then its draft (filler past ``lengths``).
+        lengths: ``[B]``, each row's draft length.
+        target_logits: ``[B, 1 + K, V]``.
+    """
+    argmax = target_logits.argmax(dim=-1)  # [B, 1 + K]
+    matches = block[:, 1:] == argmax[:, :-1]  # greedy_accept's rule, over the padded block
+    accepted = torch.minimum(accepted_prefix_length(matches), lengths.to(block.device))  # filler may match
+    return accepted.tolist(), argmax.gather(1, accepted[:, None])[:, 0].tolist()
 
 
 def start_batch(decoder: Any, prompts: Sequence[Prompt], args: GenerateArgs, policy: Any | None = None) -> BatchRun:

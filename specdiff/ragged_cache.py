@@ -4,7 +4,7 @@ A batch of sequences of different lengths shares one cache tensor per layer, ``[
 row's states sit at the right end of the slot axis with padding before them, a 2D mask ``[B, L]``
 (True: a real token) says which slots are real, and each row's RoPE positions are its own count of
 real tokens. A forward appends a block of ``Q`` slots to every row; row i keeps the first ``m_i`` of
-them (``keep``): its states move right by ``Q - m_i`` slots (one gather per layer) and padding fills
+them (``keep``): its states move right by ``Q - m_i`` slots (one flat row gather per layer) and padding fills
 in on the left, so every row again ends at the last slot. Leading slots that are padding in every
 row are then dropped.
 
@@ -41,14 +41,32 @@ def shift_right(states: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     Returns:
         Same shape: row i's slot j holds its old slot ``j - shifts[i]`` (zero where that is < 0).
     """
-    slots = states.shape[2] if states.dim() == 4 else states.shape[1]
-    source = torch.arange(slots, device=states.device)[None] - shifts.to(states.device)[:, None]  # [B, S]
-    valid = source >= 0
-    source = source.clamp(min=0)
     if states.dim() == 2:
-        return torch.where(valid, states.gather(1, source), torch.zeros((), dtype=states.dtype, device=states.device))
-    index = source[:, None, :, None].expand(-1, states.shape[1], -1, states.shape[3])
-    return states.gather(2, index) * valid[:, None, :, None].to(states.dtype)
+        return RowShift(shifts, states.shape[1], 1).apply(states[:, None, :, None])[:, 0, :, 0]
+    return RowShift(shifts, states.shape[2], states.shape[1]).apply(states)
+
+
+class RowShift:
+    """One per-row right shift, as a flat row index: applied to ``[B, H, S, D]`` states it is one
+    ``index_select`` over ``[B * H * S, D]`` and one in-place fill, which on a CPU costs a tenth of a
+    ``gather`` along the slot axis with an expanded index (measured in ``docs/batching.md``). Built
+    once per shape and reused for every layer's keys and values."""
+
+    def __init__(self, shifts: torch.Tensor, slots: int, heads: int) -> None:
+        device = shifts.device
+        source = torch.arange(slots, device=device)[None] - shifts[:, None]  # [B, S]
+        self.fill = (source < 0)[:, None, :, None]  # [B, 1, S, 1]: the new left padding
+        rows = torch.arange(shifts.shape[0] * heads, device=device).view(-1, heads, 1) * slots  # [B, H, 1]
+        self.index = (rows + source.clamp(min=0)[:, None, :]).reshape(-1)  # [B * H * S]
+
+    def apply(self, states: torch.Tensor, zero_fill: bool = True) -> torch.Tensor:
+        """``states`` ``[B, H, S, D]`` shifted; with ``zero_fill=False`` the new padding holds copies of
+        the row's first slot instead of zeros (finite, and masked out, so attention reads exact zeros
+        from it: the fill costs more than the gather)."""
+        batch, heads, slots, dim = states.shape
+        flat = states.reshape(batch * heads * slots, dim)  # a copy only when a crop left a view
+        shifted = flat.index_select(0, self.index).view(batch, heads, slots, dim)
+        return shifted.masked_fill_(self.fill, 0) if zero_fill else shifted
 
 
 def fit_right(states: torch.Tensor, width: int) -> torch.Tensor:
@@ -120,8 +138,13 @@ class RaggedCache:
                 layer.crop(-int(rejected[0]))
             self.mask = self.mask[:, : self.mask.shape[1] - int(rejected[0])]
         else:
+            shifts: dict[tuple[int, int], RowShift] = {}  # one index per shape (sliding layers hold fewer slots)
             for layer in layers:
-                layer.keys, layer.values = shift_right(layer.keys, rejected), shift_right(layer.values, rejected)
+                shape = (layer.keys.shape[2], layer.keys.shape[1])
+                if shape not in shifts:
+                    shifts[shape] = RowShift(rejected, *shape)
+                shift = shifts[shape]
+                layer.keys, layer.values = shift.apply(layer.keys, False), shift.apply(layer.values, False)
             self.mask = shift_right(self.mask, rejected)
             for layer in layers:
                 layer.crop(0)  # back to the window, after the gather saw the whole block

@@ -10,8 +10,14 @@ decoding, one verifier token per row.
 ``BatchFixed`` runs the same choice every round. ``BatchAdaptive`` (the default) learns online, per
 drafting setting (the n-gram lookup where the decoder has it, the diffusion drafter per step count;
 ``specdiff.controllers.settings``), (i) the chance that a row's draft positions 0..i are all
-accepted, pooled over rows (``ReachCounts``), and (ii) the seconds of a round, one ``CostModel`` per
-batch size seen (a batch size not seen yet starts from the nearest one's), fed the batch's rounds.
+accepted, pooled over rows (``ReachCounts``), and (ii) the seconds of a round: drafting from one
+``CostModel`` per batch size seen (a batch size not seen yet starts from the nearest one's), and
+verifying from that batch size's own curve over tokens scored once it has rounds; before, from one
+curve over the row-tokens a forward scores, ``B * (1 + K)``, fed by every batch size: measured on
+the pocket verifier, a forward's cost follows B x K whatever the split (8 rows of 2 tokens cost
+about what 1 row of 16 does, ``docs/batching.md``), so a batch size seen for the first time is
+priced from the others' rounds, not from the nearest size's curve (which, from B = 2, priced a
+64-token block at B = 8 as nearly free: one such round cost 6 plain ones).
 Each round it picks the setting and K on ``block_grid`` with the most expected committed tokens per
 second for the batch, ``B * E[tokens a row] / seconds(B, K)``, against plain decoding's
 ``B / seconds(B, 0)``. A policy only picks sizes, so it cannot change the output.
@@ -25,6 +31,7 @@ import numpy as np
 
 from specdiff.controllers.base import Limits, canvas_of, check_choice
 from specdiff.controllers.cost import NOMINAL_DRAFT_TOKEN, NOMINAL_LOOKUP, NOMINAL_STEP, NOMINAL_VERIFY, CostModel
+from specdiff.controllers.fits import KnotFit
 from specdiff.controllers.reach import ReachCounts, block_grid
 from specdiff.controllers.settings import Settings
 from specdiff.errors import SpecdiffError
@@ -156,7 +163,9 @@ class BatchAdaptive:
         self.canvas_length = canvas_of(limits)
         self.counts = ReachCounts(1, len(self.settings), self.canvas_length, self.settings.families,
                                   self.prior_acceptance, self.prior_strength)
-        self.costs: dict[int, CostModel] = {}
+        self.costs: dict[int, CostModel] = {}  # drafting seconds, per batch size
+        self.verify = KnotFit()  # verifying seconds (bookkeeping included) against row-tokens scored
+        self.widest: dict[int, int] = {}  # per batch size, the most tokens a row has had scored
         self.grid = np.array(block_grid(self.canvas_length))  # [G]
         self.grid_ok = self.settings.fits(self.grid)  # [R, G]
         self.steps_used = np.array([float(s) for _, s, _ in self.settings.rows])  # [R] mean steps used
@@ -174,13 +183,46 @@ class BatchAdaptive:
     def rates(self, batch: int) -> tuple[np.ndarray, float]:
         """Predicted committed tokens per second for the batch: ``[R, G]`` drafting (-inf where a
         setting's proposer cannot draft that block), and plain."""
-        cost = self.cost_for(batch)
         tokens = self.counts.expected_tokens(0)[0][:, self.grid]  # [R, G]
+        seconds, plain = self.round_seconds(batch)
+        return np.where(self.grid_ok, batch * tokens / seconds, -np.inf), batch / plain
+
+    def round_seconds(self, batch: int) -> tuple[np.ndarray, float]:
+        """Predicted seconds of a round at ``batch`` rows: ``[R, G]`` drafting, and plain."""
+        cost = self.cost_for(batch)
         lookup = self.settings.is_lookup[:, None]
         seconds = cost.draft_many(self.steps_used[:, None], self.grid[None, :], lookup)
-        seconds = seconds + cost.verify.predict_many(self.grid + 1)[None, :]
-        rates = np.where(self.grid_ok, batch * tokens / seconds, -np.inf)
-        return rates, batch / cost.round_s(Proposer.PLAIN, 0)
+        seconds = seconds + self.verify_seconds(batch, self.grid)[None, :]
+        return seconds, float(self.verify_seconds(batch, np.zeros(1))[0])
+
+    def verify_seconds(self, batch: int, blocks: np.ndarray) -> np.ndarray:
+        """Predicted verifying seconds of blocks ``[G]`` at ``batch`` rows: that batch size's own curve
+        over tokens scored up to the widest block it has run, the curve over row-tokens shared by all
+        sizes beyond (and before it has rounds)."""
+        shared = self.verify.predict_many(batch * (blocks + 1))
+        widest = self.widest.get(batch)
+        if widest is None:
+            return shared
+        own = self.costs[batch].verify.predict_many(blocks + 1)
+        # Past the widest block seen at this size, the shared curve's rise from there (a batch
+        # size's own curve knows nothing of it: extrapolated, it priced blocks of 16 at 13x a round).
+        at = self.costs[batch].verify.predict(widest) - self.verify.predict(batch * widest)
+        return np.where(blocks + 1 <= widest, own, shared + at)
+
+    def paying_blocks(self, batch: int) -> np.ndarray:
+        """``[R, G]``: the blocks whose round costs at most ``1 / (1 - a)`` plain rounds, ``a`` the
+        setting's pooled chance that a row's first draft token is accepted (K = 1 always passes).
+
+        If a row's draft positions are accepted with chance about ``a`` each, no block returns it
+        more than ``1 / (1 - a)`` tokens a round; a wider block pays through the rows that accept far
+        more (looping rows), which finish early and leave the rest to a batch still paying for the
+        width. Measured on the pocket pair at B = 8 (``docs/batching.md``): priced by every row's
+        acceptance, blocks of 8 to 12 won, where fixed blocks of 3 or 4 finished the batch in 0.8x
+        the time; at B = 1 the forward's cost hardly rises with K and nothing is cut.
+        """
+        seconds, plain = self.round_seconds(batch)
+        first = np.clip(self.counts.expected_tokens(0)[0][:, 1] - 1.0, 0.0, 0.9)  # [R]
+        return (seconds <= plain / (1.0 - first[:, None])) | (self.grid[None, :] == 1)
 
     # -- the protocol ------------------------------------------------------------------------------
 
@@ -188,6 +230,7 @@ class BatchAdaptive:
         if self.rounds_seen < len(self.warmup):
             return self.warmup[self.rounds_seen]
         rates, plain = self.rates(batch_size)
+        rates = np.where(self.paying_blocks(batch_size), rates, -np.inf)
         r, g = np.unravel_index(int(np.argmax(rates)), rates.shape)
         best, best_rate = self.settings.choice(int(r), int(self.grid[g])), float(rates[r, g])
         if self.current.proposer is Proposer.PLAIN:
@@ -229,7 +272,12 @@ class BatchAdaptive:
     def observe(self, stats: BatchRoundStats) -> None:
         self.rounds_seen += 1
         teach = stats.fed <= self.canvas_length + 1  # a backlog's encoding says nothing of the next round
-        self.costs[stats.batch_size] = self.cost_for(stats.batch_size).updated(round_of(stats), teach_draft=teach)
+        model = self.cost_for(stats.batch_size)
+        if stats.batch_size not in self.costs:
+            model = replace(model, verify=KnotFit())  # drafting from the nearest size, verifying its own
+        self.costs[stats.batch_size] = model.updated(round_of(stats), teach_draft=teach)
+        self.widest[stats.batch_size] = max(self.widest.get(stats.batch_size, 1), stats.scored)
+        self.verify = self.verify.updated(stats.batch_size * stats.scored, stats.verify_s + stats.other_s)
         if stats.proposer is Proposer.PLAIN or not any(stats.blocks):
             self.plain_streak += stats.proposer is Proposer.PLAIN
             return
@@ -243,8 +291,10 @@ class BatchAdaptive:
                 stats.blocks, stats.proposed, stats.accepted, stats.committed, stats.side_reach, strict=True):
             if block == 0:
                 continue  # a row's last token is never drafted: nothing to learn
-            # A row that proposed nothing (a lookup without a guess) missed at position 0.
-            self.counts.add_run(0, r, min(max(proposed, 1), self.canvas_length), min(accepted, proposed))
+            # Judged over the whole block: a row that proposed fewer (a lookup whose guess ran short,
+            # or had none) missed where its guess ended; counted over its guess alone, the deep
+            # positions would be judged by the long guesses only (the looping rows').
+            self.counts.add_run(0, r, min(block, self.canvas_length), min(accepted, proposed))
             if lookup is not None and stats.proposer is Proposer.DIFFUSION and side >= 0:
                 # The lookup's guess, judged by what the row committed (as ``Adaptive`` counts it).
                 self.counts.add_run(0, lookup, min(side + 1, committed, self.canvas_length), side)

@@ -89,3 +89,24 @@ def test_a_compute_bound_verifier_makes_even_a_perfect_lookup_lose_to_plain_deco
         policy.observe(BatchRoundStats(**{**stats.__dict__, "verify_s": 0.01 * (1 + choice.block_size)}))
     late = chosen[40:]
     assert sum(c == PLAIN for c in late) >= 0.8 * len(late)
+
+
+def test_wide_blocks_are_cut_where_their_round_costs_more_than_a_row_can_return():
+    """A lookup whose first token is right half the time (then the whole block is): no block may
+    cost more than 1 / (1 - 0.5) = 2 plain rounds. At B = 8 each 8 row-tokens scored cost a plain
+    round's worth more, so wide blocks are cut; at B = 1 the forward hardly grows and the blocks the
+    policy ran there stay."""
+    policy = BatchAdaptive()
+    policy.reset(LIMITS, max_steps=8)
+    for i in range(160):
+        batch = 8 if i < 80 else 1
+        choice = policy.choose(batch)
+        stats = played(choice, batch, 0 if i % 2 else 16, i, 1e-4)
+        scored = batch * (1 + choice.block_size)
+        verify = 0.01 * (1 + scored / 8) if batch == 8 else 0.01 * (1 + scored / 256)
+        policy.observe(BatchRoundStats(**{**stats.__dict__, "verify_s": verify}))
+    lookup = policy.settings.index(Proposer.NGRAM, 0, False)
+    grid = list(policy.grid)
+    wide = policy.paying_blocks(8)[lookup]
+    assert wide[grid.index(1)] and not wide[grid.index(8)] and not wide[grid.index(16)]
+    assert policy.paying_blocks(1)[lookup][: grid.index(12) + 1].all()  # the blocks it ran at B = 1

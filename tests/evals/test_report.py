@@ -38,6 +38,7 @@ def _row(
         top_p=1.0,
         seed=0,
         max_new_tokens=10,
+        batch_size=1,
         prompt_tokens=20,
         new_tokens=new,
         rounds=rounds,

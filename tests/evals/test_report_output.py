@@ -41,7 +41,7 @@ def results(both, tmp_path_factory):
 
 def _printed(monkeypatch, width: int | None, show) -> str:
     console = Console(width=width, file=io.StringIO()) if width else Console(file=io.StringIO())
-    monkeypatch.setattr("specdiff.cli_evals.console", console)
+    monkeypatch.setattr("specdiff.cli_tables.console", console)
     show()
     return console.file.getvalue()
 
@@ -53,7 +53,7 @@ def _no_cut(text: str, width: int) -> None:
 
 @pytest.mark.parametrize("width", [80, None])  # None: piped output, rich's default width
 def test_report_tables_fit_80_columns_with_every_speedup(results, monkeypatch, width):
-    from specdiff.cli_evals import print_report
+    from specdiff.cli_tables import print_report
 
     summary = report.summarize(results, gpu_price_per_hour=2.5)
     text = _printed(monkeypatch, width, lambda: print_report(results, summary, 8))
@@ -66,7 +66,7 @@ def test_report_tables_fit_80_columns_with_every_speedup(results, monkeypatch, w
 def test_bench_table_fits_80_columns_with_every_speedup(both, ar_drafter, tmp_path, monkeypatch, width):
     import json
 
-    from specdiff.cli_evals import print_bench
+    from specdiff.cli_tables import print_bench
 
     suite = tmp_path / "one.jsonl"
     suite.write_text(json.dumps({"id": "a", "prompt": "def add(a, b):\n    return"}) + "\n")
@@ -89,7 +89,7 @@ def test_rate_and_speed_axes_start_at_zero(results):
 
 
 def test_the_position_plot_draws_what_the_text_prints(results, monkeypatch, tmp_path):
-    from specdiff.cli_evals import print_report
+    from specdiff.cli_tables import print_report
 
     summary = report.summarize(results)
     best = report.best_configs(summary).iloc[0]
