@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from specdiff.errors import SpecdiffError
 
@@ -44,3 +46,17 @@ def use_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+@contextmanager
+def threads_for(threads: int) -> Iterator[None]:
+    """torch's CPU threads set to ``threads`` while the block runs, then put back: a library call
+    (a training recipe) must not leave the caller's process with a thread count it did not choose."""
+    import torch
+
+    before = torch.get_num_threads()
+    use_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -307,9 +307,13 @@ def train_pocket(out_dir: Path, cfg: PocketConfig = PocketConfig(), resume: bool
     With `resume=False` every stage starts from scratch (existing outputs are overwritten).
     `step_hook(stage, step)` runs after each training step; raising there interrupts the run.
     """
-    import torch
+    from specdiff.threads import threads_for
 
-    torch.set_num_threads(2)
+    with threads_for(2):
+        return _train_pocket(out_dir, cfg, resume, step_hook)
+
+
+def _train_pocket(out_dir: Path, cfg: PocketConfig, resume: bool, step_hook: StepHook | None) -> dict[str, dict]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))

@@ -28,8 +28,12 @@ def pocket_run(tmp_path_factory):
         if stage == "verifier" and step == 3:
             raise Interrupted
 
+    threads = torch.get_num_threads()
     with pytest.raises(Interrupted):
         train_pocket(out, cfg, step_hook=crash_at_verifier_step_3)
+    # The recipe trains on 2 threads and gives the caller's count back, even when interrupted
+    # (left at 2, every later test in the process spun against the other core).
+    assert torch.get_num_threads() == threads
     tokenizer_done = (out / "tokenizer" / "done.json").stat().st_mtime_ns
     checkpoint_step = torch.load(out / "verifier" / "checkpoint.pt", weights_only=False)["step"]
 
