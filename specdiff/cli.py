@@ -275,6 +275,7 @@ def _register_subcommands() -> None:
     for command in (sweep, report, bench, estimate):
         app.command()(command)
     app.add_typer(pocket_app, name="pocket")
+    app.add_typer(__import__("specdiff.cli_drafter", fromlist=["drafter_app"]).drafter_app, name="drafter")
 
 
 _register_subcommands()
