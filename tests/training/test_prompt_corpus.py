@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from specdiff.evals.corpus import is_heldout
 
 from specdiff.errors import SpecdiffError
-from specdiff.evals.corpus import is_heldout
 from specdiff.training.prompt_corpus import (
     CorpusPrompt,
     CorpusSizes,
