@@ -1,25 +1,91 @@
-"""The bench on the smol pair (SmolLM2 verifier + the n-gram proposer; no smol drafter yet), chat and code suites,
-128 new tokens, one thread:  .venv/bin/python benchmarks/smol_bench.py chat code
+"""The bench on the smol pair: SmolLM2 verifier, its trained DiffusionGemma drafter and the n-gram lookup,
+beside plain decoding, transformers' prompt lookup and assisted generation with the smol AR drafter.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/smol_bench.py chat code [--dtype bfloat16] [--limit 8]
+
+One interleaved run per suite, 128 new tokens, one thread. Besides the bench's summary it prints, for
+``adaptive``, its rounds by proposer: how many, and their mean acceptance length (tokens committed a
+round, the verifier's own token included), so the drafter's share is read apart from the lookup's.
+Writes ``benchmarks/results/bench_smol_<suite>_<tokens>[_bf16].csv`` (+ ``.runs.csv``, ``.rounds.csv``).
 """
-import sys
+import argparse
 from pathlib import Path
 
+import pandas as pd
 import torch
-from specdiff.evals.bench import BenchConfig, run_bench
+from specdiff.evals import bench
+from specdiff.evals.bench import BenchConfig, BenchMethod, run_bench
+from specdiff.evals.methods import MethodRun, load_ar_drafter
 
-from specdiff.pairs import load_pair
+from specdiff.pairs import Models, load_pair, pair_ar_drafter_folder
 
-torch.set_num_threads(1)
+ROUNDS: list[dict] = []
 
-decoder = load_pair("smol")
-for suite in sys.argv[1:]:
-    out = Path(f"benchmarks/results/bench_smol_{suite}_128.csv")
-    config = BenchConfig(out=out, suite=suite, max_new_tokens=128, limit=8, threads=1, grid_prompts=4,
-                         methods=("ar", "hf_prompt_lookup", "fixed_best", "heuristic", "adaptive"),
-                         grid_block_sizes=(4, 8, 16))
-    result = run_bench(config, decoder, progress=False)
-    result.summary.to_csv(out, index=False)
-    result.runs.to_csv(out.with_name(out.stem + ".runs.csv"), index=False)
-    cols = ["method", "proposer", "block_size", "tokens_per_s", "speedup_vs_ar", "mean_acceptance_length", "loop_share"]
-    print(suite, "identical:", result.identical)
-    print(result.summary[cols].round(3).to_string(index=False), flush=True)
+
+def recording_adaptive(ctx, prompt_ids):
+    """``adaptive`` as the bench runs it, its rounds kept (warm-up runs, shorter, are not)."""
+    from specdiff.controllers import Adaptive
+    from specdiff.decoding import SpeculativeDecoder
+
+    base = ctx.decoder
+    controller = ctx.extra.setdefault("adaptive", Adaptive())
+    decoder = SpeculativeDecoder(list(base.proposers.values()), base.verifier, controller=controller,
+                                 tokenizer=base.tokenizer)
+    result = decoder.generate(prompt_ids, max_new_tokens=ctx.max_new_tokens)
+    if ctx.max_new_tokens == ARGS.max_new_tokens:
+        ROUNDS.extend(dict(proposer=s.proposer.value, block_size=s.block_size, steps=s.denoising_steps,
+                           accepted=s.accepted, committed=s.committed) for s in result.stats)
+    return MethodRun(result.token_ids, result.elapsed_s, result.num_rounds, result.proposed, result.accepted,
+                     **result.time_split())
+
+
+def rounds_by_proposer(rounds: pd.DataFrame) -> pd.DataFrame:
+    table = rounds.groupby("proposer").agg(rounds=("committed", "size"), mean_acceptance_length=("committed", "mean"),
+                                           mean_block=("block_size", "mean"), mean_accepted=("accepted", "mean"))
+    table["round_share"] = table["rounds"] / table["rounds"].sum()
+    return table.reset_index()
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    bench.BENCH_METHODS["adaptive"] = BenchMethod(recording_adaptive)
+    decoder = load_pair("smol", dtype=ARGS.dtype)
+    ar_drafter = load_ar_drafter(str(pair_ar_drafter_folder(Models(pair="smol"))), decoder.verifier.model)
+    suffix = "" if ARGS.dtype == "float32" else "_bf16"
+    for suite in ARGS.suites:
+        ROUNDS.clear()
+        out = Path(f"benchmarks/results/bench_smol_{suite}_{ARGS.max_new_tokens}{suffix}.csv")
+        config = BenchConfig(out=out, suite=suite, max_new_tokens=ARGS.max_new_tokens, limit=ARGS.limit, threads=1,
+                             grid_prompts=ARGS.grid_prompts, methods=tuple(ARGS.methods), grid_block_sizes=(4, 8, 16),
+                             overwrite=True)
+        result = run_bench(config, decoder, ar_drafter=ar_drafter, progress=False)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result.summary.to_csv(out, index=False)
+        result.runs.to_csv(out.with_name(out.stem + ".runs.csv"), index=False)
+        cols = ["method", "proposer", "block_size", "denoising_steps", "tokens_per_s", "speedup_vs_ar",
+                "mean_acceptance_length", "draft_share", "loop_share"]
+        print(f"\n{suite} ({ARGS.dtype}, {ARGS.max_new_tokens} tokens) greedy identical: {result.identical}")
+        print(result.summary[cols].round(3).to_string(index=False))
+        summary = result.summary.set_index("method")
+        for other in ("ar", "hf_prompt_lookup", "assisted_ar_drafter"):
+            if "adaptive" in summary.index and other in summary.index:
+                ratio = summary.loc["adaptive", "tokens_per_s"] / summary.loc[other, "tokens_per_s"]
+                print(f"adaptive / {other}: {ratio:.3f}x")
+        if ROUNDS:
+            rounds = pd.DataFrame(ROUNDS)
+            rounds.to_csv(out.with_name(out.stem + ".rounds.csv"), index=False)
+            print("adaptive's rounds by proposer:")
+            print(rounds_by_proposer(rounds).round(3).to_string(index=False), flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("suites", nargs="+")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--limit", type=int, default=8)
+    parser.add_argument("--grid-prompts", type=int, default=3)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--methods", nargs="+",
+                        default=["ar", "hf_prompt_lookup", "assisted_ar_drafter", "adaptive"])
+    ARGS = parser.parse_args()
+    main()

@@ -296,6 +296,7 @@ def _register_subcommands() -> None:
     for command in (sweep, report, bench, estimate, serve):
         app.command()(command)
     app.add_typer(pocket_app, name="pocket")
+    app.add_typer(__import__("specdiff.cli_drafter", fromlist=["drafter_app"]).drafter_app, name="drafter")
 
 
 _register_subcommands()

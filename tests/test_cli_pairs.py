@@ -54,8 +54,8 @@ def test_generate_with_the_pocket_pair_named_is_the_library_output(pocket):
     (["generate", "x", "--dtype", "float31"], "unknown dtype 'float31'; pass one of auto, float32, bfloat16"),
     (["sweep", "--dtype", "half-ish", "--out", "OUT.csv"], "unknown dtype 'half-ish'"),
     (["bench", "--pair", "pocket", "--dtype", "int4", "--out", "OUT.csv"], "unknown dtype 'int4'"),
-    (["bench", "--pair", "smol", "--methods", "ar,assisted_ar_drafter", "--out", "OUT.csv"],
-     "assisted_ar_drafter needs --ar-drafter for the smol pair"),
+    (["bench", "--drafter", "d", "--verifier", "v", "--methods", "ar,assisted_ar_drafter", "--out", "OUT.csv"],
+     "assisted_ar_drafter needs --ar-drafter when --drafter and --verifier are named"),
 ])
 def test_a_bad_pair_is_one_line_before_any_model_loads(monkeypatch, tmp_path, args, message):
     monkeypatch.setattr("specdiff.pairs.load_pair", lambda *a, **k: pytest.fail("loaded a model"))

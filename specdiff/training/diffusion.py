@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from specdiff.drafts.ngram import ContextSeed, context_continuation
+from specdiff.training.heads import sampled_head_loss
 from specdiff.training.lm import IGNORE_INDEX, BatchSource, TextShape, text_config_kwargs
 
 TINY_VISION_CONFIG = dict(
@@ -76,6 +77,10 @@ class DiffusionObjective:
     # overwrite a wrong one.
     context_seed_prob: float = 0.0
     context_seed: ContextSeed = ContextSeed()
+    # None: the full softmax over the vocabulary. A number: the batch's targets plus that many
+    # uniformly drawn other ids (`sampled_head_loss`); at a 49,152-id vocabulary the output layer
+    # is most of a small drafter's training time, and memory-bound on a CPU.
+    sampled_negatives: int | None = None
 
 
 def position_weights(canvas_length: int, decay: float | None) -> torch.Tensor:
@@ -207,7 +212,10 @@ def diffusion_loss(model, ids: torch.Tensor, labels: torch.Tensor, obj: Diffusio
     batch, seq_len = ids.shape
     canvas_len = obj.canvas_length
     first = supervised_start(labels)
-    n_starts = seq_len - canvas_len - first + 1
+    # Canvases start no later than the last supervised position of any row (distilled rows that
+    # ended early leave nothing to learn past their end).
+    last = int((labels != IGNORE_INDEX).any(0).nonzero()[-1])
+    n_starts = min(seq_len - canvas_len, last) - first + 1
     assert n_starts > 0, "sequence too short for a canvas"
     picks = torch.randperm(n_starts)[: obj.canvases_per_sequence] + first
     cuts = sorted(picks.tolist())
@@ -218,9 +226,18 @@ def diffusion_loss(model, ids: torch.Tensor, labels: torch.Tensor, obj: Diffusio
     # (an unbiased estimate of the full encoder loss).
     offset = int(torch.randint(obj.encoder_loss_stride, (1,)))
     hidden = encoder_out.last_hidden_state[:, offset : seq_len - 1 : obj.encoder_loss_stride]
-    encoder_logits = _softcap(model, model.lm_head(hidden))  # [B, ~L/stride, V]
-    next_tokens = ids[:, offset + 1 :: obj.encoder_loss_stride][:, : hidden.shape[1]]
-    encoder_loss = F.cross_entropy(encoder_logits.flatten(0, 1), next_tokens.flatten())
+    # Past a distilled row's end of sequence nothing is the verifier's: those targets are ignored.
+    after_end = (labels == IGNORE_INDEX) & (torch.arange(seq_len) >= first)
+    targets = torch.where(after_end, IGNORE_INDEX, ids)
+    next_tokens = targets[:, offset + 1 :: obj.encoder_loss_stride][:, : hidden.shape[1]]
+    if obj.sampled_negatives is None:
+        encoder_logits = _softcap(model, model.lm_head(hidden))  # [B, ~L/stride, V]
+        encoder_loss = F.cross_entropy(encoder_logits.flatten(0, 1), next_tokens.flatten(),
+                                       ignore_index=IGNORE_INDEX)
+    else:
+        keep = next_tokens != IGNORE_INDEX
+        encoder_loss = sampled_head_loss(hidden[keep], next_tokens[keep], model.lm_head.weight,
+                                         model.final_logit_softcapping, obj.sampled_negatives).mean()
 
     target = torch.cat([ids[:, c : c + canvas_len] for c in cuts], dim=1)  # [B, K*C]
     canvas = seed_canvases(corrupt(target, model.config.text_config.vocab_size, obj), ids, cuts, obj)
@@ -233,15 +250,17 @@ def diffusion_loss(model, ids: torch.Tensor, labels: torch.Tensor, obj: Diffusio
         with torch.no_grad():
             sc_logits = model(cache=cache, decoder_input_ids=canvas, decoder_position_ids=positions,
                               decoder_attention_mask=masks).logits
-    logits = model(
-        cache=cache,
-        decoder_input_ids=canvas,
-        decoder_position_ids=positions,
-        decoder_attention_mask=masks,
-        self_conditioning_logits=sc_logits,
-    ).logits  # [B, K*C, V]
-    per_token = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")
-    per_token = per_token.view(batch, len(cuts), canvas_len)  # [B, K, C]
+    decoder_inputs = dict(cache=cache, decoder_input_ids=canvas, decoder_position_ids=positions,
+                          decoder_attention_mask=masks, self_conditioning_logits=sc_logits)
+    if obj.sampled_negatives is None:
+        logits = model(**decoder_inputs).logits  # [B, K*C, V]
+        per_token = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")
+    else:
+        hidden = model.model(**decoder_inputs).last_hidden_state  # [B, K*C, H]
+        per_token = sampled_head_loss(hidden.flatten(0, 1), target.flatten(), model.lm_head.weight,
+                                      model.final_logit_softcapping, obj.sampled_negatives)
+    supervised = torch.cat([labels[:, c : c + canvas_len] for c in cuts], dim=1) != IGNORE_INDEX  # [B, K*C]
+    per_token = (per_token * supervised.flatten()).view(batch, len(cuts), canvas_len)  # [B, K, C]
     weights = position_weights(canvas_len, obj.position_decay).to(per_token.device)
     canvas_loss = (per_token * weights).sum(-1).mean()
     return canvas_loss + obj.encoder_loss_weight * encoder_loss

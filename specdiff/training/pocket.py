@@ -30,7 +30,7 @@ from specdiff.drafts.ngram import CONFIG_KEY
 from specdiff.metrics import loop_share as share_of_loops
 from specdiff.training.lm import LMTrainConfig
 from specdiff.training.pocket_config import MAX_EXPORT_BYTES, PocketConfig
-from specdiff.training.stages import Progress, StepHook, mark_done, plot_losses, read_done
+from specdiff.training.stages import Progress, StepHook, plot_losses, run_stages
 
 STAGES = ("tokenizer", "verifier", "ar_drafter_lm", "distill_data", "ar_drafter", "drafter", "drafter_seeded",
           "export")
@@ -317,29 +317,14 @@ def _train_pocket(out_dir: Path, cfg: PocketConfig, resume: bool, step_hook: Ste
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
-    results: dict[str, dict] = {}
     with Progress() as progress:
-        for stage in STAGES:
-            done = read_done(out_dir, stage) if resume else None
-            if done is not None:
-                progress.log(f"{stage}: done, skipped")
-                results[stage] = done
-                continue
-            if not resume:
-                for stale in (out_dir / stage).glob("*"):
-                    if stale.is_file():
-                        stale.unlink()
-            t0 = time.monotonic()
-            progress.log(f"{stage}: starting")
+
+        def run(stage: str) -> dict:
             if stage == "tokenizer":
-                info = _stage_tokenizer(cfg, out_dir)
-            else:
-                info = _STAGE_FNS[stage](cfg, out_dir, progress, step_hook, resume)
-            info["stage_wall_s"] = time.monotonic() - t0
-            results[stage] = mark_done(out_dir, stage, info)
-            summary = {k: v for k, v in info.items() if isinstance(v, (int, float))}
-            progress.log(f"{stage}: done {json.dumps(summary, default=str)}")
-    return results
+                return _stage_tokenizer(cfg, out_dir)
+            return _STAGE_FNS[stage](cfg, out_dir, progress, step_hook, resume)
+
+        return run_stages(out_dir, STAGES, run, progress, resume=resume)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ it and a killed run resumes), rich progress bars, and loss-curve plots."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 StepHook = Callable[[str, int], None]  # (stage, step); raising interrupts that stage
@@ -84,3 +85,32 @@ def plot_losses(csv_path: Path, png_path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
+
+
+def run_stages(out_dir: Path, stages: Sequence[str], run_stage: Callable[[str], dict], progress: Progress,
+               resume: bool = True) -> dict[str, dict]:
+    """Run each stage in order unless its ``done.json`` exists (with ``resume``); returns every
+    stage's record, ``stage_wall_s`` added to the ones run now.
+
+    Without ``resume`` a stage's old files are removed first (its folders are kept: callers that
+    resume mid-stage find their checkpoints there).
+    """
+    results: dict[str, dict] = {}
+    for stage in stages:
+        done = read_done(out_dir, stage) if resume else None
+        if done is not None:
+            progress.log(f"{stage}: done, skipped")
+            results[stage] = done
+            continue
+        if not resume:
+            for stale in (out_dir / stage).glob("*"):
+                if stale.is_file():
+                    stale.unlink()
+        t0 = time.monotonic()
+        progress.log(f"{stage}: starting")
+        info = run_stage(stage)
+        info["stage_wall_s"] = time.monotonic() - t0
+        results[stage] = mark_done(out_dir, stage, info)
+        summary = {k: v for k, v in info.items() if isinstance(v, (int, float))}
+        progress.log(f"{stage}: done {json.dumps(summary, default=str)}")
+    return results

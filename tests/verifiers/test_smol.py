@@ -13,6 +13,7 @@ from specdiff.verifiers import smol
 
 from specdiff.chat import chat_ids
 from specdiff.errors import SpecdiffError
+from specdiff.protocols import Proposer
 
 
 def test_the_gguf_lies_in_the_installed_wheel():
@@ -133,4 +134,7 @@ def test_named_pairs(smol_folder):
                                                  max_new_tokens=24, eos_token_id=None, pad_token_id=2)
     assert result.token_ids == reference[0, ids.shape[1]:].tolist()  # float32: lossless, token for token
     assert result.prompt_ids == chat_ids(smol.tokenizer, chat)  # the chat template, generation prompt opened
-    assert {s.proposer.value for s in result.stats} <= {"ngram", "plain"}
+    assert {s.proposer.value for s in result.stats} <= {"diffusion", "ngram", "plain"}
+    # The shipped drafter shares the verifier's vocabulary and tokenizer.
+    assert {p.value for p in smol.proposers} == {"diffusion", "ngram"}
+    assert smol.proposers[Proposer.DIFFUSION].vocab_size == smol.verifier.vocab_size
