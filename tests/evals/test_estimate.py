@@ -237,7 +237,8 @@ def test_estimate_command_prints_the_best_configuration_per_hardware():
     runner = CliRunner()
     out = runner.invoke(app, ["estimate", "--trace", str(CPU_TABLE), "--hardware", "H100,RTX5090", "--dtype", "fp8"])
     assert out.exit_code == 0, out.output
-    assert "H100: best block" in out.output and "RTX5090: best block" in out.output
+    flat = " ".join(out.output.split())
+    assert "H100: best block" in flat and "RTX5090: best block" in flat and "(DiffusionGemma)" in flat
     bad = runner.invoke(app, ["estimate", "--trace", str(CPU_TABLE), "--hardware", "A100"])
     assert bad.exit_code == 2 and "known:" in bad.output and "Traceback" not in bad.output
     missing = runner.invoke(app, ["estimate", "--trace", "no/such.parquet"])
