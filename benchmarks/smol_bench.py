@@ -5,7 +5,8 @@ beside plain decoding, transformers' prompt lookup and assisted generation with 
 
 One interleaved run per suite, 128 new tokens, one thread. Besides the bench's summary it prints, for
 ``adaptive``, its rounds by proposer: how many, and their mean acceptance length (tokens committed a
-round, the verifier's own token included), so the drafter's share is read apart from the lookup's.
+round, the verifier's own token included), so the drafter's share is read apart from the lookup's;
+``--methods ... adaptive_lookup_only`` adds ``adaptive`` with the lookup as its only proposer.
 Writes ``benchmarks/results/bench_smol_<suite>_<tokens>[_bf16].csv`` (+ ``.runs.csv``, ``.rounds.csv``).
 """
 import argparse
@@ -39,6 +40,21 @@ def recording_adaptive(ctx, prompt_ids):
                      **result.time_split())
 
 
+def adaptive_lookup_only(ctx, prompt_ids):
+    """``adaptive`` over the same verifier with the n-gram lookup as its only proposer: what the drafter adds."""
+    from specdiff.controllers import Adaptive
+    from specdiff.decoding import SpeculativeDecoder
+    from specdiff.protocols import Proposer
+
+    base = ctx.decoder
+    controller = ctx.extra.setdefault("adaptive_lookup_only", Adaptive())
+    decoder = SpeculativeDecoder([base.proposers[Proposer.NGRAM]], base.verifier, controller=controller,
+                                 tokenizer=base.tokenizer)
+    result = decoder.generate(prompt_ids, max_new_tokens=ctx.max_new_tokens)
+    return MethodRun(result.token_ids, result.elapsed_s, result.num_rounds, result.proposed, result.accepted,
+                     **result.time_split())
+
+
 def rounds_by_proposer(rounds: pd.DataFrame) -> pd.DataFrame:
     table = rounds.groupby("proposer").agg(rounds=("committed", "size"), mean_acceptance_length=("committed", "mean"),
                                            mean_block=("block_size", "mean"), mean_accepted=("accepted", "mean"))
@@ -49,6 +65,7 @@ def rounds_by_proposer(rounds: pd.DataFrame) -> pd.DataFrame:
 def main() -> None:
     torch.set_num_threads(1)
     bench.BENCH_METHODS["adaptive"] = BenchMethod(recording_adaptive)
+    bench.BENCH_METHODS["adaptive_lookup_only"] = BenchMethod(adaptive_lookup_only)
     decoder = load_pair("smol", dtype=ARGS.dtype)
     ar_drafter = load_ar_drafter(str(pair_ar_drafter_folder(Models(pair="smol"))), decoder.verifier.model)
     suffix = "" if ARGS.dtype == "float32" else "_bf16"
@@ -67,7 +84,7 @@ def main() -> None:
         print(f"\n{suite} ({ARGS.dtype}, {ARGS.max_new_tokens} tokens) greedy identical: {result.identical}")
         print(result.summary[cols].round(3).to_string(index=False))
         summary = result.summary.set_index("method")
-        for other in ("ar", "hf_prompt_lookup", "assisted_ar_drafter"):
+        for other in ("ar", "hf_prompt_lookup", "assisted_ar_drafter", "adaptive_lookup_only"):
             if "adaptive" in summary.index and other in summary.index:
                 ratio = summary.loc["adaptive", "tokens_per_s"] / summary.loc[other, "tokens_per_s"]
                 print(f"adaptive / {other}: {ratio:.3f}x")
