@@ -32,6 +32,15 @@ def mini_suite(tmp_path):
     return path
 
 
+@pytest.fixture
+def three_prompts(tmp_path):
+    """Three prompts of different lengths: at B = 2, a full group and a group of one."""
+    prompts = ["def add(a, b):\n    return", "class Round:\n    def __init__(self):\n", "x = ["]
+    path = tmp_path / "three.jsonl"
+    path.write_text("".join(json.dumps({"id": f"p{i}", "prompt": p}) + "\n" for i, p in enumerate(prompts)))
+    return path
+
+
 @pytest.fixture(scope="session")
 def ar_drafter():
     """A second tiny Gemma 4 with the verifier's vocabulary: the assistant for assisted generation."""

@@ -3,7 +3,6 @@ generate() and one by one, interleaved, every output identical."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -15,15 +14,6 @@ from typer.testing import CliRunner
 from specdiff.errors import SpecdiffError
 
 NEW = 6
-
-
-@pytest.fixture
-def three_prompts(tmp_path):
-    """Three prompts of different lengths: at B = 2, a full group and a group of one."""
-    prompts = ["def add(a, b):\n    return", "class Round:\n    def __init__(self):\n", "x = ["]
-    path = tmp_path / "three.jsonl"
-    path.write_text("".join(json.dumps({"id": f"p{i}", "prompt": p}) + "\n" for i, p in enumerate(prompts)))
-    return path
 
 
 def test_groups_keep_order_and_the_last_may_be_short():

@@ -19,14 +19,6 @@ from specdiff.errors import SpecdiffError
 SMALL = dict(proposers=("diffusion",), block_sizes=(2,), denoising_steps=(1,), max_new_tokens=5)
 
 
-@pytest.fixture
-def three_prompts(tmp_path):
-    prompts = ["def add(a, b):\n    return", "class Round:\n    def __init__(self):\n", "x = ["]
-    path = tmp_path / "three.jsonl"
-    path.write_text("".join(json.dumps({"id": f"p{i}", "prompt": p}) + "\n" for i, p in enumerate(prompts)))
-    return path
-
-
 def test_groups_are_the_suite_order_cut_every_batch_size():
     order = ["a", "b", "c", "d", "e"]
     assert batch_group(order, "b", 2) == ["a", "b"] and batch_group(order, "e", 2) == ["e"]
