@@ -204,10 +204,17 @@ def create_app(decoder: Any, config: ServerConfig = ServerConfig()) -> FastAPI:
 
 
 async def next_event(ticket: Ticket, request: Request) -> Any:
-    """The ticket's next event, or None once the client has disconnected."""
+    """The ticket's next event, or None once the client has disconnected.
+
+    The connection is checked after every event too, not only when none came for ``POLL_S``: while
+    rounds keep a row's events flowing, a timeout alone would never fire and a departed client's
+    row would run to the end."""
     while True:
         try:
-            return await asyncio.wait_for(ticket.queue.get(), timeout=POLL_S)
+            event = await asyncio.wait_for(ticket.queue.get(), timeout=POLL_S)
         except TimeoutError:
-            if await request.is_disconnected():
-                return None
+            event = None
+        if await request.is_disconnected():
+            return None
+        if event is not None:
+            return event

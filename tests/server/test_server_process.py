@@ -170,6 +170,23 @@ def test_a_client_killed_mid_stream_leaves_the_others_intact(server, pocket, cod
     assert metric(page, "specdiff:num_requests_running") == 0
 
 
+def test_a_client_gone_before_its_non_streamed_answer_frees_its_row(server, code_prompts):
+    base = server[0]
+    cancelled = metric(httpx.get(base + "/metrics").text, "specdiff:requests_total", outcome="cancelled")
+    body = {"model": MODEL, "prompt": code_prompts[21], "max_tokens": 400, "temperature": 0}
+    with pytest.raises(httpx.TimeoutException):  # the client gives up and closes the connection
+        httpx.post(base + "/v1/completions", json=body, timeout=1.0)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # noticed within a poll, and the row leaves at the round boundary
+        page = httpx.get(base + "/metrics").text
+        if metric(page, "specdiff:requests_total", outcome="cancelled") == cancelled + 1 and metric(
+                page, "specdiff:num_requests_running") == 0:
+            break
+        time.sleep(0.1)
+    assert metric(page, "specdiff:requests_total", outcome="cancelled") == cancelled + 1
+    assert metric(page, "specdiff:num_requests_running") == 0
+
+
 def test_sigterm_drains_then_exits_0(server, pocket, code_prompts):
     """Runs last: the server finishes what it has, refuses new work with a 503, and exits 0."""
     base, process, log = server
