@@ -35,7 +35,7 @@ import numpy as np
 from specdiff.controllers.base import Limits, canvas_of
 from specdiff.controllers.cost import CostModel
 from specdiff.controllers.reach import ReachCounts, block_grid, regime_of
-from specdiff.controllers.settings import Settings
+from specdiff.controllers.settings import Settings, next_move
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import RoundStats
 from specdiff.protocols import PLAIN, Choice, Proposer
@@ -224,12 +224,8 @@ class Adaptive:
             replace(current, block_size=max([g for g in grid if g < k], default=k)),
             settings.rung_choice(down, k, r),
         ]
-        for _ in moves:
-            move = moves[self.explore_turn % len(moves)]
-            self.explore_turn += 1
-            if move is not None and move != current and settings.runs(move):
-                return move
-        return current
+        move, self.explore_turn = next_move(moves, self.explore_turn, current, settings.runs)
+        return move
 
     # -- state -------------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from specdiff.controllers.base import Limits, canvas_of, check_choice
 from specdiff.controllers.cost import NOMINAL_DRAFT_TOKEN, NOMINAL_LOOKUP, NOMINAL_STEP, NOMINAL_VERIFY, CostModel
 from specdiff.controllers.fits import KnotFit
 from specdiff.controllers.reach import ReachCounts, block_grid
-from specdiff.controllers.settings import Settings
+from specdiff.controllers.settings import Settings, next_move
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import RoundStats
 from specdiff.protocols import PLAIN, Choice, Proposer
@@ -262,12 +262,8 @@ class BatchAdaptive:
         moves = [replace(current, block_size=min([g for g in grid if g > k], default=k)),
                  settings.rung_choice(other, k, False),
                  replace(current, block_size=max([g for g in grid if g < k], default=k))]
-        for _ in moves:
-            move = moves[self.explore_turn % len(moves)]
-            self.explore_turn += 1
-            if move is not None and move != current and settings.runs(move):
-                return move
-        return current
+        move, self.explore_turn = next_move(moves, self.explore_turn, current, settings.runs)
+        return move
 
     def observe(self, stats: BatchRoundStats) -> None:
         self.rounds_seen += 1

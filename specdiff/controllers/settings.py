@@ -8,7 +8,7 @@ that both cost fits have slope and intercept.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -85,3 +85,16 @@ class Settings:
         elif len(model_steps) > 1:
             schedule.append(Choice(first[0], k, model_steps[1], first[2]))
         return [*schedule, Choice(first[0], max(1, k // 4), first[1], first[2]), PLAIN]
+
+
+def next_move(moves: list[Choice | None], turn: int, current: Choice,
+              runs: Callable[[Choice], bool]) -> tuple[Choice, int]:
+    """The exploration rotation both adaptive policies share: from ``turn``, the first of ``moves``
+    that exists, differs from ``current`` and ``runs``; returns it (``current`` if none) and the turn
+    after it."""
+    for _ in moves:
+        move = moves[turn % len(moves)]
+        turn += 1
+        if move is not None and move != current and runs(move):
+            return move, turn
+    return current, turn

@@ -135,6 +135,19 @@ def test_concurrent_greedy_requests_each_get_their_own_answer(server, pocket, co
     assert grew("requests") == CONCURRENT
 
 
+def wait_for_one_more_cancel(base: str, cancelled: float) -> str:
+    """The metrics page once one more request counts as cancelled and none runs (or after 30 s): a
+    departed client's row leaves at the next round boundary."""
+    deadline = time.monotonic() + 30
+    while True:
+        page = httpx.get(base + "/metrics").text
+        done = metric(page, "specdiff:requests_total", outcome="cancelled") == cancelled + 1 and metric(
+            page, "specdiff:num_requests_running") == 0
+        if done or time.monotonic() > deadline:
+            return page
+        time.sleep(0.1)
+
+
 def test_a_client_killed_mid_stream_leaves_the_others_intact(server, pocket, code_prompts):
     base = server[0]
     _, client = clients(base)
@@ -159,13 +172,7 @@ def test_a_client_killed_mid_stream_leaves_the_others_intact(server, pocket, cod
 
     _, *texts = asyncio.run(all_three())
     assert texts == references
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # the dropped row leaves at the next round boundary
-        page = httpx.get(base + "/metrics").text
-        if metric(page, "specdiff:requests_total", outcome="cancelled") == cancelled + 1 and metric(
-                page, "specdiff:num_requests_running") == 0:
-            break
-        time.sleep(0.1)
+    page = wait_for_one_more_cancel(base, cancelled)
     assert metric(page, "specdiff:requests_total", outcome="cancelled") == cancelled + 1
     assert metric(page, "specdiff:num_requests_running") == 0
 
@@ -176,13 +183,7 @@ def test_a_client_gone_before_its_non_streamed_answer_frees_its_row(server, code
     body = {"model": MODEL, "prompt": code_prompts[21], "max_tokens": 400, "temperature": 0}
     with pytest.raises(httpx.TimeoutException):  # the client gives up and closes the connection
         httpx.post(base + "/v1/completions", json=body, timeout=1.0)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # noticed within a poll, and the row leaves at the round boundary
-        page = httpx.get(base + "/metrics").text
-        if metric(page, "specdiff:requests_total", outcome="cancelled") == cancelled + 1 and metric(
-                page, "specdiff:num_requests_running") == 0:
-            break
-        time.sleep(0.1)
+    page = wait_for_one_more_cancel(base, cancelled)
     assert metric(page, "specdiff:requests_total", outcome="cancelled") == cancelled + 1
     assert metric(page, "specdiff:num_requests_running") == 0
 
