@@ -110,3 +110,23 @@ def test_wide_blocks_are_cut_where_their_round_costs_more_than_a_row_can_return(
     wide = policy.paying_blocks(8)[lookup]
     assert wide[grid.index(1)] and not wide[grid.index(8)] and not wide[grid.index(16)]
     assert policy.paying_blocks(1)[lookup][: grid.index(12) + 1].all()  # the blocks it ran at B = 1
+
+
+def test_a_batch_warms_up_on_the_cheap_lookup_and_runs_the_model_once():
+    from specdiff.controllers.batch import batch_warmup
+    from specdiff.controllers.settings import Settings
+
+    warmup = batch_warmup(Settings(LIMITS, (1, 2), (False,)), start_block_size=8)
+    assert warmup[:2] == [Choice.ngram(2), Choice.ngram(8)]
+    assert [c.proposer for c in warmup].count(Proposer.DIFFUSION) == 1
+    assert warmup[2] == Choice.diffusion(2, 1) and warmup[-1] == PLAIN
+    only_model = batch_warmup(Settings({Proposer.DIFFUSION: 16}, (1, 2), (False,)), start_block_size=8)
+    assert Proposer.NGRAM not in {c.proposer for c in only_model} and only_model[-1] == PLAIN
+
+
+def test_a_small_gain_moves_the_block_but_not_the_proposer():
+    policy = BatchAdaptive(hysteresis=0.1)
+    policy.reset(LIMITS, max_steps=8)
+    policy.current = Choice.ngram(2)
+    assert policy._margin(Choice.ngram(4)) == 0.0
+    assert policy._margin(Choice.diffusion(2, 1)) == pytest.approx(0.1)
