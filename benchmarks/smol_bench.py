@@ -2,12 +2,15 @@
 beside plain decoding, transformers' prompt lookup and assisted generation with the smol AR drafter.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/smol_bench.py chat code [--dtype bfloat16] [--limit 8]
+        [--temperature 0.7 [--seed 0]]
 
 One interleaved run per suite, 128 new tokens, one thread. Besides the bench's summary it prints, for
 ``adaptive``, its rounds by proposer: how many, and their mean acceptance length (tokens committed a
 round, the verifier's own token included), so the drafter's share is read apart from the lookup's;
 ``--methods ... adaptive_lookup_only`` adds ``adaptive`` with the lookup as its only proposer.
-Writes ``benchmarks/results/bench_smol_<suite>_<tokens>[_bf16].csv`` (+ ``.runs.csv``, ``.rounds.csv``).
+``--temperature`` above 0 samples every method (prompt i seeded with seed + i; ``specdiff.evals.bench``).
+Writes ``benchmarks/results/bench_smol_<suite>_<tokens>[_bf16][_t07].csv`` (+ ``.runs.csv``, ``.rounds.csv``;
+``_t07`` for temperature 0.7).
 """
 import argparse
 from pathlib import Path
@@ -32,7 +35,7 @@ def recording_adaptive(ctx, prompt_ids):
     controller = ctx.extra.setdefault("adaptive", Adaptive())
     decoder = SpeculativeDecoder(list(base.proposers.values()), base.verifier, controller=controller,
                                  tokenizer=base.tokenizer)
-    result = decoder.generate(prompt_ids, max_new_tokens=ctx.max_new_tokens)
+    result = decoder.generate(prompt_ids, max_new_tokens=ctx.max_new_tokens, **ctx.sampling())
     if ctx.max_new_tokens == ARGS.max_new_tokens:
         ROUNDS.extend(dict(proposer=s.proposer.value, block_size=s.block_size, steps=s.denoising_steps,
                            accepted=s.accepted, committed=s.committed) for s in result.stats)
@@ -50,7 +53,7 @@ def adaptive_lookup_only(ctx, prompt_ids):
     controller = ctx.extra.setdefault("adaptive_lookup_only", Adaptive())
     decoder = SpeculativeDecoder([base.proposers[Proposer.NGRAM]], base.verifier, controller=controller,
                                  tokenizer=base.tokenizer)
-    result = decoder.generate(prompt_ids, max_new_tokens=ctx.max_new_tokens)
+    result = decoder.generate(prompt_ids, max_new_tokens=ctx.max_new_tokens, **ctx.sampling())
     return MethodRun(result.token_ids, result.elapsed_s, result.num_rounds, result.proposed, result.accepted,
                      **result.time_split())
 
@@ -69,19 +72,22 @@ def main() -> None:
     decoder = load_pair("smol", dtype=ARGS.dtype)
     ar_drafter = load_ar_drafter(str(pair_ar_drafter_folder(Models(pair="smol"))), decoder.verifier.model)
     suffix = "" if ARGS.dtype == "float32" else "_bf16"
+    if ARGS.temperature > 0:
+        suffix += "_t" + f"{ARGS.temperature:g}".replace(".", "")  # 0.7: _t07
     for suite in ARGS.suites:
         ROUNDS.clear()
         out = Path(f"benchmarks/results/bench_smol_{suite}_{ARGS.max_new_tokens}{suffix}.csv")
         config = BenchConfig(out=out, suite=suite, max_new_tokens=ARGS.max_new_tokens, limit=ARGS.limit, threads=1,
                              grid_prompts=ARGS.grid_prompts, methods=tuple(ARGS.methods), grid_block_sizes=(4, 8, 16),
-                             overwrite=True)
+                             overwrite=True, temperature=ARGS.temperature, seed=ARGS.seed)
         result = run_bench(config, decoder, ar_drafter=ar_drafter, progress=False)
         out.parent.mkdir(parents=True, exist_ok=True)
         result.summary.to_csv(out, index=False)
         result.runs.to_csv(out.with_name(out.stem + ".runs.csv"), index=False)
         cols = ["method", "proposer", "block_size", "denoising_steps", "tokens_per_s", "speedup_vs_ar",
                 "mean_acceptance_length", "draft_share", "loop_share"]
-        print(f"\n{suite} ({ARGS.dtype}, {ARGS.max_new_tokens} tokens) greedy identical: {result.identical}")
+        check = "sampled, not compared" if result.identical is None else f"greedy identical: {result.identical}"
+        print(f"\n{suite} ({ARGS.dtype}, {ARGS.max_new_tokens} tokens, temperature {ARGS.temperature:g}) {check}")
         print(result.summary[cols].round(3).to_string(index=False))
         summary = result.summary.set_index("method")
         for other in ("ar", "hf_prompt_lookup", "assisted_ar_drafter", "adaptive_lookup_only"):
@@ -102,6 +108,8 @@ if __name__ == "__main__":
     parser.add_argument("--limit", type=int, default=8)
     parser.add_argument("--grid-prompts", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--temperature", type=float, default=BenchConfig.temperature)
+    parser.add_argument("--seed", type=int, default=BenchConfig.seed)
     parser.add_argument("--methods", nargs="+",
                         default=["ar", "hf_prompt_lookup", "assisted_ar_drafter", "adaptive"])
     ARGS = parser.parse_args()
