@@ -36,6 +36,8 @@ BENCHES = [
      BENCH.format(suite="packages", tokens=128, extra="", name="bench_packages_128.csv")),
     ("bench_packages_256.csv", "packages suite, 8 prompts x 256 new tokens",
      BENCH.format(suite="packages", tokens=256, extra="", name="bench_packages_256.csv")),
+    ("bench_code_t07.csv", "code suite sampled at temperature 0.7, 30 prompts x 128 new tokens",
+     "specdiff bench --suite code --temperature 0.7 --max-new-tokens 128 --out runs/bench_code_t07.csv"),
 ]
 SWEEPS = [
     ("code_sweep_default.parquet", "code suite, the diffusion drafter at blocks 4-64 x steps 1-8, 48 new tokens",
@@ -51,6 +53,8 @@ OTHERS = [
     ("pocket_card.md", "the pocket pair's measured tables (also in the model card)",
      ".venv/bin/python benchmarks/pocket_card.py"),
     ("smol_baselines.md", "the smol verifier's free baselines", ".venv/bin/python benchmarks/smol_baselines.py"),
+    ("smol_t07.md", "the bench on the smol pair sampled at temperature 0.7 (chat, code)",
+     "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/smol_bench.py chat code --temperature 0.7"),
     ("estimate_check.md", "the GPU cost model against published figures",
      ".venv/bin/python benchmarks/estimate_check.py"),
     ("estimate_cpu_check.md", "the cost model on this CPU, held-out configurations",
@@ -70,8 +74,11 @@ def bench_section(path: Path, what: str, command: str) -> list[str]:
     view = pd.DataFrame({"method": frame["method"], "config": configs})
     for column, header in BENCH_VIEW.items():
         view[header] = frame[column]
-    identical = bool(frame["greedy_identical"].all()) if "greedy_identical" in frame else None
+    temperature = float(frame["temperature"].iloc[0]) if "temperature" in frame else 0.0
+    identical = bool(frame["greedy_identical"].all()) if "greedy_identical" in frame and not temperature else None
     verdict = {True: "every method's greedy output identical to `ar`'s", False: "outputs DIFFER", None: ""}[identical]
+    if temperature:
+        verdict = f"sampled at temperature {temperature:g}: outputs are draws, not compared"
     return [f"### {path.name}: {what}", "", f"`{command}` ({verdict})", "", markdown_table(view), ""]
 
 

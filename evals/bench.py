@@ -1,12 +1,12 @@
 """The side-by-side benchmark: specdiff against what a user would run instead, in one run.
 
-Methods run greedy, interleaved per prompt (each prompt runs every method before the next prompt
-starts, in an order rotated per prompt) so that machine noise hits all alike; ``repeats`` passes
-over the prompts, each in other slots, sum every method's seconds over all of them. A method is a name
-in ``BENCH_METHODS`` bound to a runner ``(context, prompt_ids) -> MethodRun``:
+Methods run interleaved per prompt (each prompt runs every method before the next prompt starts, in
+an order rotated per prompt) so that machine noise hits all alike; ``repeats`` passes over the
+prompts, each in other slots, sum every method's seconds over all of them. A method is a name in
+``BENCH_METHODS`` bound to a runner ``(context, prompt_ids) -> MethodRun``:
 
 ``ar``
-    The verifier's own ``generate(do_sample=False)``: the baseline of every speedup.
+    The verifier's own ``generate()`` (``do_sample=False``, or sampled): the baseline of every speedup.
 ``assisted_ar_drafter``
     transformers' assisted generation with the pocket AR drafter as ``assistant_model``.
 ``hf_prompt_lookup``
@@ -24,12 +24,23 @@ A new speculative policy is one line: ``BENCH_METHODS["mine"] = BenchMethod(spec
 ctx: MyController()))``. Round time splits into drafting, verifying and everything else: from
 the ``RoundStats`` for speculative methods, and from timing the models' forward calls inside
 ``generate()`` for the others (a call of the verifier counts as a round).
+
+Greedy (``temperature=0``, the default), every method's output is compared with ``ar``'s token for
+token. At ``temperature > 0`` every method samples at that temperature (and ``top_k``/``top_p``):
+``ar`` and transformers' methods through ``generate(do_sample=True)``, specdiff's through
+``generate(temperature=..., seed=...)``, and ``fixed_best``'s grid too. Each method's run of prompt
+``i`` is seeded with ``seed + i``, so a rerun repeats its tokens; a seeded specdiff run starts from a
+fresh copy of its controller and learns on the nominal clock (``SpeculativeDecoder.controller_for``),
+so there ``adaptive`` carries nothing over from one prompt to the next. Sampled outputs are draws, not
+one answer: the identity columns say ``n/a (sampled)`` / NaN and nothing fails on them; that sampled
+output follows the verifier's distribution is checked statistically by the tests
+(``tests/verifiers/test_smol_sampling.py``, ``tests/test_sampling.py``, ``tests/test_acceptance.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +97,16 @@ class BenchConfig:
     # Above 1: groups of this many prompts, generate_batch against transformers' batched generate()
     # and one by one (``specdiff.evals.batch_bench``).
     batch_size: int = 1
+    # Sampling: 0 is greedy (outputs compared with ar's); above 0 every method samples, prompt i
+    # seeded with seed + i. top_k 0 and top_p 1 mean no truncation, as in the sweep.
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+
+    @property
+    def sampled(self) -> bool:
+        return self.temperature > 0
 
     @property
     def models(self) -> Models:
@@ -102,7 +123,7 @@ def speculative(make_controller: Callable[[BenchContext], Any]) -> Runner:
         decoder = SpeculativeDecoder(
             list(base.proposers.values()), base.verifier, controller=make_controller(ctx), tokenizer=base.tokenizer
         )
-        result = decoder.generate(prompt_ids, max_new_tokens=ctx.max_new_tokens)
+        result = decoder.generate(prompt_ids, max_new_tokens=ctx.max_new_tokens, **ctx.sampling())
         split = result.time_split()
         return MethodRun(
             result.token_ids,
@@ -135,7 +156,8 @@ def _heuristic(ctx: BenchContext) -> Any:
 def _adaptive(ctx: BenchContext) -> Any:
     from specdiff.controllers import Adaptive
 
-    # One policy for the whole run, as a decoder keeps its own: measured costs carry over prompts.
+    # One policy for the whole run, as a decoder keeps its own: measured costs carry over prompts
+    # (greedy; a seeded, sampled run starts from a fresh copy, see the module docstring).
     return ctx.extra.setdefault("adaptive", Adaptive())
 
 
@@ -152,12 +174,13 @@ BENCH_METHODS: dict[str, BenchMethod] = {
 @dataclass(frozen=True)
 class BenchResult:
     """The bench's tables: ``summary`` one row per method, ``runs`` one per method and prompt,
-    ``grid`` the quick grid behind ``fixed_best`` (empty when it did not run)."""
+    ``grid`` the quick grid behind ``fixed_best`` (empty when it did not run). ``identical``: every
+    method's greedy output equals ``ar``'s; None when sampled (outputs are draws, not compared)."""
 
     summary: pd.DataFrame
     runs: pd.DataFrame
     grid: pd.DataFrame
-    identical: bool
+    identical: bool | None
     mismatched_prompts: tuple[str, ...]
 
 
@@ -179,6 +202,7 @@ def check_bench(config: BenchConfig, canvas_length: int | None = None) -> Suite:
         batch_methods(config.methods, BenchConfig.methods)
     if config.grid_prompts < 1:
         raise SpecdiffError(f"--grid-prompts must be >= 1 (got {config.grid_prompts})")
+    check_bench_sampling(config)
     from specdiff.args import proposer_named
     from specdiff.controllers import check_steps
 
@@ -204,6 +228,20 @@ def check_bench(config: BenchConfig, canvas_length: int | None = None) -> Suite:
         raise SpecdiffError(f"assisted_ar_drafter needs --ar-drafter {where}; pass one or drop it from --methods")
     grid_block = max(config.grid_block_sizes) if config.batch_size == 1 else 1  # a batch bench runs no grid
     return suite_to_run(config.suite, config.limit, grid_block, "grid block size", config.models, canvas_length)
+
+
+def check_bench_sampling(config: BenchConfig) -> None:
+    """Temperature, top-k, top-p and seed pass ``GenerateArgs``' checks (the ones ``generate`` makes)."""
+    from specdiff.args import GenerateArgs
+
+    for name in ("top_k", "seed"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise SpecdiffError(f"--{name.replace('_', '-')} must be a whole number >= 0 (got {value!r})")
+    GenerateArgs(temperature=config.temperature, top_k=config.top_k or None, top_p=config.top_p, seed=config.seed)
+    if config.sampled and config.batch_size > 1:
+        raise SpecdiffError("the batch bench (--batch-size above 1) runs greedy only; drop --temperature or "
+                            "--batch-size")
 
 
 def runs_path(out: Path) -> Path:
@@ -232,18 +270,19 @@ def grid_choices(config: BenchConfig, proposers: Any) -> list[Any]:
 
 
 def quick_grid(
-    decoder: Any, prompts: list[Any], choices: list[Any], max_new_tokens: int,
-    advance: Callable[[str], None] = lambda _: None,
+    ctx: BenchContext, prompts: list[Any], choices: list[Any], advance: Callable[[str], None] = lambda _: None,
 ) -> pd.DataFrame:
-    """tokens/s and mean acceptance length of every grid choice, fastest first (``choice`` column)."""
+    """tokens/s and mean acceptance length of every grid choice on ``ctx``'s decoder, output length and
+    sampling (prompt ``i`` seeded as in the bench), fastest first (``choice`` column)."""
     import pandas as pd
 
     totals: dict[Any, list[float]] = {}
-    for ids in prompts:  # prompt-major, like the bench itself
+    for i, ids in enumerate(prompts):  # prompt-major, like the bench itself
+        sampling = replace(ctx, seed=ctx.seed + i).sampling()
         for choice in choices:
             steps = choice.denoising_steps if choice.proposer.denoises else None
-            result = decoder.generate(ids, max_new_tokens=max_new_tokens, proposer=choice.proposer,
-                                      block_size=choice.block_size, denoising_steps=steps)
+            result = ctx.decoder.generate(ids, max_new_tokens=ctx.max_new_tokens, proposer=choice.proposer,
+                                          block_size=choice.block_size, denoising_steps=steps, **sampling)
             advance(f"quick grid: {choice.proposer.value} {choice.block_size} x {choice.denoising_steps}")
             acc = totals.setdefault(choice, [0, 0, 0.0])
             acc[0] += len(result.token_ids)
@@ -270,7 +309,8 @@ def run_bench(
     if config.batch_size > 1:
         return _run_batched(config, decoder, suite, progress)
     choices = grid_choices(config, decoder.proposers)
-    ctx = BenchContext(decoder, config.max_new_tokens)
+    ctx = BenchContext(decoder, config.max_new_tokens, temperature=config.temperature, top_k=config.top_k,
+                       top_p=config.top_p, seed=config.seed)
     if any(BENCH_METHODS[m].needs_ar_drafter for m in methods):
         ctx.ar_drafter = (
             ar_drafter if ar_drafter is not None
@@ -285,19 +325,17 @@ def run_bench(
     with progress_bar(progress, grid_runs * needs_grid + timed_runs, "bench") as advance:
         grid = pd.DataFrame()
         if needs_grid:
-            grid = quick_grid(decoder, prompt_ids[: config.grid_prompts], choices, config.max_new_tokens, advance)
+            grid = quick_grid(ctx, prompt_ids[: config.grid_prompts], choices, advance)
             ctx.best = grid.iloc[0]["choice"]
             grid = grid.drop(columns="choice")
         for name in methods:  # warm-up: first-call costs land in no measurement
-            BENCH_METHODS[name].run(
-                BenchContext(decoder, min(8, config.max_new_tokens), ctx.ar_drafter, ctx.best), prompt_ids[0]
-            )
+            BENCH_METHODS[name].run(replace(ctx, max_new_tokens=min(8, config.max_new_tokens), extra={}), prompt_ids[0])
         records, outputs = [], {}
         for repeat in range(config.repeats):
             for i, (prompt, ids) in enumerate(zip(suite.prompts, prompt_ids, strict=True)):
                 shift = (i + repeat) % len(methods)  # each repeat moves every method to another slot
                 for name in methods[shift:] + methods[:shift]:
-                    run = BENCH_METHODS[name].run(ctx, ids)
+                    run = BENCH_METHODS[name].run(replace(ctx, seed=config.seed + i), ids)
                     outputs[prompt.id, repeat, name] = run.token_ids
                     advance(f"{prompt.id} {name}")
                     records.append(
@@ -309,20 +347,24 @@ def run_bench(
                             **{k: v for k, v in asdict(run).items() if k != "token_ids"},
                             output_hash=output_hash(run.token_ids),
                             loop_share=loop_share(run.token_ids),
+                            **({"seed": config.seed + i} if config.sampled else {}),
                         )
                     )
     runs = pd.DataFrame(records)
-    if "ar" in methods:
-        from specdiff.evals.divergence import add_divergences
+    mismatched: tuple[str, ...] | None = None  # sampled: draws from one distribution, not compared
+    if not config.sampled:
+        if "ar" in methods:
+            from specdiff.evals.divergence import add_divergences
 
-        ids_of = {p.id: ids for p, ids in zip(suite.prompts, prompt_ids, strict=True)}
-        runs = add_divergences(runs, outputs, ids_of, decoder.verifier.model,
-                               next(iter(decoder.verifier.eos_token_ids), None))
-    agree = runs.groupby("prompt_id", sort=False)["output_hash"].nunique()
-    mismatched = tuple(agree[agree > 1].index)
-    summary = summarize_bench(runs, methods, ctx.best, mismatched)
+            ids_of = {p.id: ids for p, ids in zip(suite.prompts, prompt_ids, strict=True)}
+            runs = add_divergences(runs, outputs, ids_of, decoder.verifier.model,
+                                   next(iter(decoder.verifier.eos_token_ids), None))
+        agree = runs.groupby("prompt_id", sort=False)["output_hash"].nunique()
+        mismatched = tuple(agree[agree > 1].index)
+    summary = summarize_bench(runs, methods, ctx.best, mismatched, config.temperature)
     summary["dtype"] = str(decoder.verifier.model.dtype).removeprefix("torch.")
-    return BenchResult(summary, runs, grid, identical=not mismatched, mismatched_prompts=mismatched)
+    identical = None if mismatched is None else not mismatched
+    return BenchResult(summary, runs, grid, identical=identical, mismatched_prompts=mismatched or ())
 
 
 def _run_batched(config: BenchConfig, decoder: Any, suite: Suite, progress: bool) -> BenchResult:
@@ -342,10 +384,16 @@ def _run_batched(config: BenchConfig, decoder: Any, suite: Suite, progress: bool
     return BenchResult(summary, runs, pd.DataFrame(), identical=not mismatched, mismatched_prompts=mismatched)
 
 
+# The identity columns of a sampled bench: its outputs are draws, not one answer to compare.
+SAMPLED = "n/a (sampled)"
+
+
 def summarize_bench(
-    runs: pd.DataFrame, methods: list[str], best: Any | None, mismatched: tuple[str, ...]
+    runs: pd.DataFrame, methods: list[str], best: Any | None, mismatched: tuple[str, ...] | None,
+    temperature: float = 0.0,
 ) -> pd.DataFrame:
-    """One row per method, in the order asked."""
+    """One row per method, in the order asked; ``mismatched`` None: sampled, the identity columns
+    say ``n/a (sampled)`` (``greedy_identical``) and NaN (``identical_share``, ``max_divergence_spacings``)."""
     import pandas as pd
     from specdiff.evals.report import rate_columns
 
@@ -378,6 +426,11 @@ def summarize_bench(
         summary[column] = rates[column].to_numpy()
     # Read every acceptance figure beside how much the output repeats itself (a loop is easy to draft).
     summary["loop_share"] = runs.groupby("method")["loop_share"].mean().reindex(methods).to_numpy()
+    summary["temperature"] = temperature
+    if mismatched is None:
+        summary["greedy_identical"] = SAMPLED
+        summary["identical_share"] = summary["max_divergence_spacings"] = float("nan")
+        return summary
     summary["greedy_identical"] = not mismatched
     if "first_divergence" in runs.columns:
         # bfloat16's exactness in two numbers: how often a method equals ar, and the widest margin it parted at.

@@ -30,13 +30,24 @@ class MethodRun:
 
 @dataclass
 class BenchContext:
-    """What runners share: the models, the output length and the grid's choice."""
+    """What runners share: the models, the output length, the sampling settings and the grid's choice."""
 
     decoder: Any
     max_new_tokens: int
     ar_drafter: Any | None = None
     best: Any | None = None  # a specdiff.protocols.Choice, once the grid ran
     extra: dict[str, Any] = field(default_factory=dict)
+    temperature: float = 0.0  # 0: greedy
+    top_k: int = 0  # 0: none
+    top_p: float = 1.0  # 1: none
+    seed: int = 0  # this prompt's seed when sampling (the bench's seed + the prompt's index)
+
+    def sampling(self) -> dict[str, Any]:
+        """specdiff ``generate()``'s sampling arguments: none when greedy (so a decoder keeps its policy
+        and the wall clock across prompts), else the temperature, truncation and this prompt's seed."""
+        if self.temperature == 0:
+            return {}
+        return dict(temperature=self.temperature, top_k=self.top_k or None, top_p=self.top_p, seed=self.seed)
 
 
 Runner = Callable[[BenchContext, Any], MethodRun]
@@ -102,7 +113,9 @@ def _timed_generate(ctx: BenchContext, prompt_ids: Any, assistant: Any | None, *
         _ForwardTimer(assistant) if assistant is not None else nullcontext() as draft,
     ):
         start = time.perf_counter()
-        tokens = verifier_generate(verifier, prompt_ids, ctx.max_new_tokens, 0.0, 0, 1.0, 0, **extra)
+        tokens = verifier_generate(
+            verifier, prompt_ids, ctx.max_new_tokens, ctx.temperature, ctx.top_k, ctx.top_p, ctx.seed, **extra
+        )
         total = time.perf_counter() - start
     draft_s = draft.seconds if draft is not None else 0.0
     return MethodRun(

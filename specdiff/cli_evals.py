@@ -230,9 +230,19 @@ def bench(
         _BENCH["batch_size"], help="Above 1: groups of N prompts, generate_batch against transformers' batched "
         "generate() and one by one (methods specdiff_batch, hf_batched, one_by_one)."
     ),
+    temperature: float = typer.Option(
+        _BENCH["temperature"], help="0 = greedy (outputs compared with ar's); above 0 every method samples."
+    ),
+    top_k: int = typer.Option(_BENCH["top_k"], help="Verifier top-k when sampling (0: none)."),
+    top_p: float = typer.Option(_BENCH["top_p"], help="Verifier top-p when sampling (1: none)."),
+    seed: int = typer.Option(_BENCH["seed"], help="When sampling, prompt i is seeded with SEED + i: a rerun repeats."),
     out: Path = typer.Option(..., help="One row per method, FILE.csv or FILE.parquet (per-prompt runs beside it)."),
 ) -> None:
-    """Compare methods side by side, greedy, interleaved per prompt; checks that their outputs agree."""
+    """Compare methods side by side, interleaved per prompt; greedy, checks that their outputs agree.
+
+    At --temperature above 0 every method samples (seeded per prompt) and outputs are not compared:
+    sampled exactness is checked statistically by the tests.
+    """
     passive_openmp()
     from transformers.utils import logging as hf_logging
 
@@ -257,6 +267,10 @@ def bench(
         repeats=repeats,
         overwrite=overwrite,
         batch_size=batch_size,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=seed,
     )
     hf_logging.set_verbosity_error()  # assisted generation warns about its own internal arguments
     result = run_bench(config)

@@ -142,7 +142,9 @@ def print_bench(result: Any) -> None:
         *[(h, show) if h != "speedup" else (h, lambda r: _fmt(r.speedup_vs_ar) + "x") for h, show in _MEASURES],
         ("loop", lambda r: _fmt(getattr(r, "loop_share", float("nan")))),
     ]
-    title = "bench (greedy, interleaved per prompt; speedup over ar, the verifier alone)"
+    temperature = float(result.summary["temperature"].iloc[0]) if "temperature" in result.summary else 0.0
+    mode = f"sampled at temperature {temperature:g}" if temperature > 0 else "greedy"
+    title = f"bench ({mode}, interleaved per prompt; speedup over ar, the verifier alone)"
     _print_bench_table(result, title, columns)
 
 
@@ -155,7 +157,11 @@ def _print_bench_table(result: Any, title: str, columns: list[tuple[str, Any]]) 
     widest = result.summary.get("max_divergence_spacings")
     near_ties = widest is not None and bool((widest.fillna(0).abs() <= NEAR_TIE_SPACINGS).all())
     exact_dtype = "dtype" not in result.summary or (result.summary["dtype"] == "float32").all()
-    if result.identical:
+    if result.identical is None:
+        console.print(f"sampled outputs are draws, not compared token for token (identity columns: n/a); "
+                      f"that they follow the verifier's distribution is checked statistically by the tests "
+                      f"({methods} on {prompts} prompts)")
+    elif result.identical:
         console.print(f"[green]greedy outputs identical[/] across {methods} on all {prompts} prompts")
     elif near_ties and not exact_dtype:
         shares = ", ".join(f"{r.method} {r.identical_share:.0%}" for r in result.summary.itertuples())

@@ -125,3 +125,64 @@ def test_on_the_pocket_pair_every_method_is_lossless(tmp_path):
     result = run_bench(config, progress=False)
     assert result.identical, result.mismatched_prompts
     assert result.summary.set_index("method").loc["fixed_best", "mean_acceptance_length"] > 1.0
+
+
+SAMPLED = dict(QUICK, max_new_tokens=16, temperature=0.7, seed=3)
+
+
+def test_a_sampled_bench_runs_every_method_and_marks_the_identity_columns_not_applicable(
+    decoder, ar_drafter, mini_suite
+):
+    config = BenchConfig(out=Path("b.csv"), suite=str(mini_suite), **SAMPLED)
+    result = run_bench(config, decoder, ar_drafter, progress=False)
+    summary = result.summary
+    assert list(summary["method"]) == list(BenchConfig.methods)
+    assert (summary["tokens_per_s"] > 0).all() and summary["speedup_vs_ar"].iloc[0] == pytest.approx(1.0)
+    assert summary["speedup_vs_ar"].notna().all() and (summary["temperature"] == 0.7).all()
+    # Draws are not one answer: not compared, so not reported as failures either.
+    assert result.identical is None and result.mismatched_prompts == ()
+    assert (summary["greedy_identical"] == bn.SAMPLED).all()
+    assert summary[["identical_share", "max_divergence_spacings"]].isna().all().all()
+    assert "first_divergence" not in result.runs.columns
+    assert sorted(set(result.runs["seed"])) == [3, 4]  # prompt i seeded with seed + i
+    assert (result.runs["new_tokens"] <= 16).all()
+
+
+def test_a_sampled_bench_repeats_its_tokens_under_the_same_seed(decoder, ar_drafter, mini_suite):
+    def outputs(seed: int) -> dict:
+        config = BenchConfig(out=Path("b.csv"), suite=str(mini_suite), **dict(SAMPLED, seed=seed))
+        runs = run_bench(config, decoder, ar_drafter, progress=False).runs
+        return dict(zip(zip(runs["prompt_id"], runs["method"]), runs["output_hash"], strict=True))
+
+    first = outputs(3)
+    assert outputs(3) == first
+    assert outputs(11) != first  # the seed does reach the draws
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(temperature=-0.5), "temperature must be >= 0"),
+        (dict(temperature=float("nan")), "temperature must be a finite number"),
+        (dict(temperature=0.7, top_p=1.5), r"top_p must be in \(0, 1\]"),
+        (dict(temperature=0.7, top_p=0.0), r"top_p must be in \(0, 1\]"),
+        (dict(temperature=0.7, top_k=-1), "--top-k must be a whole number >= 0"),
+        (dict(temperature=0.7, seed=-2), "--seed must be a whole number >= 0"),
+        (dict(temperature=0.7, batch_size=2), "the batch bench .* runs greedy only"),
+    ],
+)
+def test_bad_sampling_arguments_are_refused_before_loading(tiny_dirs, monkeypatch, change, message):
+    monkeypatch.setattr("specdiff.loaders.load_decoder", lambda *a, **k: pytest.fail("loaded a model"))
+    config = dict(out=Path("b.csv"), drafter=str(tiny_dirs[1]), verifier=str(tiny_dirs[0]), ar_drafter="x")
+    with pytest.raises(SpecdiffError, match=message):
+        run_bench(BenchConfig(**{**config, **change}), progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _pocket_ready(), reason="the pocket pair is not exported yet")
+def test_on_the_pocket_pair_a_sampled_bench_accepts_drafts(tmp_path):
+    config = BenchConfig(out=tmp_path / "b.csv", limit=2, max_new_tokens=16, grid_block_sizes=(8,), grid_steps=(1,),
+                         grid_prompts=1, temperature=0.7)
+    summary = run_bench(config, progress=False).summary.set_index("method")
+    assert summary["tokens_per_s"].gt(0).all() and summary["greedy_identical"].eq(bn.SAMPLED).all()
+    assert summary.loc[["fixed_best", "heuristic", "adaptive"], "mean_acceptance_length"].max() > 1.0

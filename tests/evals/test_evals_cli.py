@@ -101,6 +101,19 @@ def test_bench(evals_app, models, mini_suite, tmp_path):
     assert len(pd.read_csv(tmp_path / "bench.runs.csv")) == 2 * 6
 
 
+def test_a_sampled_bench_says_its_outputs_are_not_compared(evals_app, models, mini_suite, tmp_path):
+    out = tmp_path / "bench_t07.csv"
+    args = ["bench", "--suite", str(mini_suite), "--max-new-tokens", "8", "--methods", "ar,hf_prompt_lookup,adaptive",
+            "--grid-block-sizes", "2,4", "--temperature", "0.7", "--seed", "5", *models, "--out", str(out)]
+    result = runner.invoke(evals_app, args)
+    assert result.exit_code == 0, result.output
+    shown = _flat(result.output)
+    assert "sampled at temperature 0.7" in shown and "not compared token for token" in shown
+    table = pd.read_csv(out)
+    assert list(table["method"]) == ["ar", "hf_prompt_lookup", "adaptive"]
+    assert (table["greedy_identical"] == "n/a (sampled)").all() and table["identical_share"].isna().all()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -114,6 +127,9 @@ def test_bench(evals_app, models, mini_suite, tmp_path):
         (["bench", "--methods", "ar,warp"], "unknown method warp"),
         (["bench", "--grid-block-sizes", "128"], "exceeds the drafter's canvas of 16"),
         (["bench", "--repeats", "0"], "--repeats must be >= 1"),
+        (["bench", "--temperature", "-1"], "temperature must be >= 0"),
+        (["bench", "--temperature", "0.7", "--top-p", "2"], "top_p must be in (0, 1]"),
+        (["bench", "--temperature", "0.7", "--top-k", "-3"], "--top-k must be a whole number >= 0"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(evals_app, models, tmp_path, monkeypatch, args, message):
