@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from specdiff.evals.bench_summary import summarize_bench
 from specdiff.evals.methods import (
     BenchContext,
     BenchMethod,
@@ -382,60 +383,3 @@ def _run_batched(config: BenchConfig, decoder: Any, suite: Suite, progress: bool
     mismatched = tuple(agree[agree > 1].index)
     summary = summarize_batch_bench(runs, methods, config.batch_size, mismatched)
     return BenchResult(summary, runs, pd.DataFrame(), identical=not mismatched, mismatched_prompts=mismatched)
-
-
-# The identity columns of a sampled bench: its outputs are draws, not one answer to compare.
-SAMPLED = "n/a (sampled)"
-
-
-def summarize_bench(
-    runs: pd.DataFrame, methods: list[str], best: Any | None, mismatched: tuple[str, ...] | None,
-    temperature: float = 0.0,
-) -> pd.DataFrame:
-    """One row per method, in the order asked; ``mismatched`` None: sampled, the identity columns
-    say ``n/a (sampled)`` (``greedy_identical``) and NaN (``identical_share``, ``max_divergence_spacings``)."""
-    import pandas as pd
-    from specdiff.evals.report import rate_columns
-
-    sums = (
-        runs.groupby("method")
-        .agg(
-            prompts=("prompt_id", "nunique"),
-            new_tokens=("new_tokens", "sum"),
-            total_s=("total_s", "sum"),
-            rounds=("rounds", "sum"),
-            proposed=("proposed", "sum"),
-            accepted=("accepted", "sum"),
-            draft_s=("draft_s", "sum"),
-            verify_s=("verify_s", "sum"),
-            other_s=("other_s", "sum"),
-        )
-        .reindex(methods)
-    )
-    summary = pd.DataFrame({"method": methods})
-    summary["proposer"] = [best.proposer.value if m == "fixed_best" and best else "" for m in methods]
-    summary["block_size"] = [best.block_size if m == "fixed_best" and best else 0 for m in methods]
-    summary["denoising_steps"] = [best.denoising_steps if m == "fixed_best" and best else 0 for m in methods]
-    for column in ("prompts", "new_tokens", "total_s"):
-        summary[column] = sums[column].to_numpy()
-    rates = rate_columns(sums)
-    summary["tokens_per_s"] = rates["tokens_per_s"].to_numpy()
-    ar = summary.loc[summary["method"] == "ar", "tokens_per_s"]
-    summary["speedup_vs_ar"] = summary["tokens_per_s"] / float(ar.iloc[0]) if len(ar) else float("nan")
-    for column in ("mean_acceptance_length", "acceptance_rate", "draft_share", "verify_share", "other_share"):
-        summary[column] = rates[column].to_numpy()
-    # Read every acceptance figure beside how much the output repeats itself (a loop is easy to draft).
-    summary["loop_share"] = runs.groupby("method")["loop_share"].mean().reindex(methods).to_numpy()
-    summary["temperature"] = temperature
-    if mismatched is None:
-        summary["greedy_identical"] = SAMPLED
-        summary["identical_share"] = summary["max_divergence_spacings"] = float("nan")
-        return summary
-    summary["greedy_identical"] = not mismatched
-    if "first_divergence" in runs.columns:
-        # bfloat16's exactness in two numbers: how often a method equals ar, and the widest margin it parted at.
-        by_method = runs.groupby("method")
-        summary["identical_share"] = by_method["first_divergence"].apply(lambda s: (s < 0).mean()).reindex(
-            methods).to_numpy()
-        summary["max_divergence_spacings"] = by_method["divergence_spacings"].max().reindex(methods).to_numpy()
-    return summary

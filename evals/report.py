@@ -29,20 +29,21 @@ CONFIG_COLUMNS = [c for c in KEY_COLUMNS if c not in ("prompt_id", "seed")]
 SETTING_COLUMNS = [c for c in CONFIG_COLUMNS if c not in ("method", "proposer", "block_size", "denoising_steps")]
 
 
+# The per-run columns a summary adds up (the rates follow from their sums, ``rate_columns``).
+SUMMED_COLUMNS = ("new_tokens", "rounds", "proposed", "accepted", "draft_s", "verify_s", "other_s", "total_s")
+
+
+def summed(columns: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+    """Named aggregations summing each column, for ``DataFrame.groupby(...).agg(**summed(...))``."""
+    return {column: (column, "sum") for column in columns}
+
+
 def summarize(results: pd.DataFrame, gpu_price_per_hour: float | None = None) -> pd.DataFrame:
     """One row per configuration and suite (the baseline included), sorted by suite and speed."""
     sums = results.groupby(CONFIG_COLUMNS, as_index=False, sort=True).agg(
         prompts=("prompt_id", "nunique"),
         runs=("prompt_id", "size"),
-        new_tokens=("new_tokens", "sum"),
-        rounds=("rounds", "sum"),
-        proposed=("proposed", "sum"),
-        accepted=("accepted", "sum"),
-        draft_s=("draft_s", "sum"),
-        verify_s=("verify_s", "sum"),
-        other_s=("other_s", "sum"),
-        setup_s=("setup_s", "sum"),
-        total_s=("total_s", "sum"),
+        **summed(SUMMED_COLUMNS + ("setup_s",)),
         loop_share=("loop_share", "mean"),
     )
     summary = sums[CONFIG_COLUMNS + ["prompts", "runs", "new_tokens", "rounds"]].copy()
