@@ -13,7 +13,8 @@ recorded output, and the round's seconds come from a cost model (the policy sees
 lognormal noise, ``--noise``). Printed: each policy's speedup over plain batched decoding (the
 replayed time of ``BatchFixed(PLAIN)``), per group of prompts, for a fresh policy (``cold``) and
 for one that decoded the other group first (``warm``, as a decoder's own policy is after its first
-batch), and the rounds of the cold replay.
+batch), the rounds of the cold replay, and the tokens a round of the batch's slowest row (the one
+that sets when a closed batch ends).
 
 The cost model: the verifier's forward ``a + b * B + c * B * S`` milliseconds for B rows of S scored
 tokens, fitted here on timed forwards against a warm cache (B = 1, 8; S = 1, 4, 16; medians); the
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from specdiff.drafts.ngram import context_continuation
 
 
 @dataclass(frozen=True)
@@ -76,15 +78,10 @@ def fit_costs(verifier, prompts: list[list[int]], repeats: int = 5) -> RoundCost
     return RoundCost(*(max(float(c), 0.0) for c in coef))
 
 
-def lookup_guess(history: list[int], length: int) -> list[int]:
-    from specdiff.drafts.ngram import context_continuation
-
-    return context_continuation(torch.tensor(history), length).tolist()
-
-
 def replay(policy, prompts: list[list[int]], outputs: list[list[int]], limits, max_steps, cost: RoundCost,
-           noise: float, seed: int) -> tuple[float, int]:
-    """Seconds and rounds of one closed batch under ``policy`` (see the module docstring)."""
+           noise: float, seed: int) -> tuple[float, int, float]:
+    """Seconds and rounds of one closed batch under ``policy`` (see the module docstring), and the
+    tokens a round of its slowest row (the fewest committed per round it took part in)."""
     from specdiff.controllers.batch import BatchRoundStats
     from specdiff.protocols import Proposer
 
@@ -93,6 +90,7 @@ def replay(policy, prompts: list[list[int]], outputs: list[list[int]], limits, m
     done = [0] * len(prompts)
     active = list(range(len(prompts)))
     seconds, rounds = 0.0, 0
+    taken = [0] * len(prompts)  # rounds each row took part in
     while active:
         rows = len(active)
         choice = policy.choose(rows)
@@ -104,7 +102,7 @@ def replay(policy, prompts: list[list[int]], outputs: list[list[int]], limits, m
             if cap <= 0:
                 guess = []
             elif choice.proposer is Proposer.NGRAM:
-                guess = lookup_guess(prompts[i] + outputs[i][: done[i]], cap)
+                guess = context_continuation(torch.tensor(prompts[i] + outputs[i][: done[i]]), cap).tolist()
             else:
                 right = np.cumprod(rng.random(cap) < np.r_[0.45, np.full(cap - 1, 0.2)]).astype(bool)
                 guess = [t if ok else -1 for t, ok in zip(target[:cap], right, strict=True)]
@@ -121,7 +119,10 @@ def replay(policy, prompts: list[list[int]], outputs: list[list[int]], limits, m
         draft = {Proposer.NGRAM: cost.lookup_per_row * rows, Proposer.PLAIN: 0.0}.get(
             kind, cost.model_draft(rows, choice.denoising_steps))
         seconds += (verify + draft + cost.other) / 1e3
-        jitter = lambda ms: ms / 1e3 * float(np.exp(rng.normal(0.0, noise)))  # noqa: E731
+
+        def jitter(ms: float) -> float:
+            return ms / 1e3 * float(np.exp(rng.normal(0.0, noise)))
+
         policy.observe(BatchRoundStats(
             round_index=rounds, batch_size=rows, proposer=kind, block_size=choice.block_size if width else 0,
             denoising_steps=choice.denoising_steps if width else 0,
@@ -130,10 +131,11 @@ def replay(policy, prompts: list[list[int]], outputs: list[list[int]], limits, m
             committed=tuple(committed), side_reach=(-1,) * rows, draft_s=jitter(draft), verify_s=jitter(verify),
             other_s=jitter(cost.other), fed=1))
         rounds += 1
-        for i, n in zip(list(active), committed, strict=True):
+        for i, n in zip(active, committed, strict=True):
             done[i] += n
+            taken[i] += 1
         active = [i for i in active if done[i] < len(outputs[i])]
-    return seconds, rounds
+    return seconds, rounds, min(len(out) / n for out, n in zip(outputs, taken, strict=True))
 
 
 def main() -> None:
@@ -169,26 +171,29 @@ def main() -> None:
     groups = [(prompts[:size], outputs[:size]), (prompts[size:], outputs[size:])]
     limits, max_steps = decoder.limits, decoder.max_steps
 
-    def run(policy, group: int, seed: int) -> tuple[float, int]:
+    def run(policy, group: int, seed: int) -> tuple[float, int, float]:
         return replay(policy, *groups[group], limits, max_steps, cost, args.noise, seed)
 
     plain = [run(BatchFixed(PLAIN), g, 0)[0] for g in (0, 1)]
     makers = {f"BatchFixed(ngram, K={k})": (lambda k=k: BatchFixed(Choice.ngram(k))) for k in args.blocks}
     makers["BatchAdaptive()"] = BatchAdaptive
-    print("\n| policy | cold, batch 1 | cold, batch 2 | warm, batch 1 | warm, batch 2 | rounds (cold) |")
-    print("|---|---|---|---|---|---|")
+    print("\n| policy | cold, batch 1 | cold, batch 2 | warm, batch 1 | warm, batch 2 | rounds (cold) "
+          "| slowest row's tokens a round (cold, batches 1 / 2) |")
+    print("|---|---|---|---|---|---|---|")
     for name, make in makers.items():
-        cold, warm, rounds = [[], []], [[], []], []
+        cold, warm, rounds, slowest = [[], []], [[], []], [], [[], []]
         for seed in range(args.seeds):
             for g in (0, 1):
-                seconds, n = run(make(), g, seed)
+                seconds, n, tokens = run(make(), g, seed)
                 cold[g].append(plain[g] / seconds)
                 rounds.append(n)
+                slowest[g].append(tokens)
                 policy = make()
                 run(policy, 1 - g, 1000 + seed)  # the other batch first: what the policy carries over
                 warm[g].append(plain[g] / run(policy, g, seed)[0])
         cells = [f"{np.mean(x):.3f}" for x in (*cold, *warm)]
-        print(f"| {name} | {' | '.join(cells)} | {np.mean(rounds):.0f} |", flush=True)
+        print(f"| {name} | {' | '.join(cells)} | {np.mean(rounds):.0f} | "
+              f"{np.mean(slowest[0]):.2f} / {np.mean(slowest[1]):.2f} |", flush=True)
 
 
 if __name__ == "__main__":

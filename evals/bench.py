@@ -239,7 +239,7 @@ def check_bench_sampling(config: BenchConfig) -> None:
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise SpecdiffError(f"--{name.replace('_', '-')} must be a whole number >= 0 (got {value!r})")
-    GenerateArgs(temperature=config.temperature, top_k=config.top_k or None, top_p=config.top_p, seed=config.seed)
+    GenerateArgs(temperature=config.temperature, top_k=config.top_k, top_p=config.top_p, seed=config.seed)
     if config.sampled and config.batch_size > 1:
         raise SpecdiffError("the batch bench (--batch-size above 1) runs greedy only; drop --temperature or "
                             "--batch-size")

@@ -47,7 +47,7 @@ class BenchContext:
         and the wall clock across prompts), else the temperature, truncation and this prompt's seed."""
         if self.temperature == 0:
             return {}
-        return dict(temperature=self.temperature, top_k=self.top_k or None, top_p=self.top_p, seed=self.seed)
+        return dict(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, seed=self.seed)
 
 
 Runner = Callable[[BenchContext, Any], MethodRun]

@@ -97,18 +97,18 @@ def batch_warmup(settings: Settings, start_block_size: int) -> list[Choice]:
     (nearly free to draft at any B), the fewest model steps once at a quarter block (a model round
     at B = 8 costs several plain ones), a plain round. Without it, ``Settings.warmup``.
 
-    Measured in replays of the pocket code suite at B = 8 (``benchmarks/batch_replay.py``): the
-    single-row order (two model rounds first) spent the first batch's opening in plain stretches,
-    1.04-1.16x plain decoding against 1.16-1.35x with this order."""
+    The single-row order (two model rounds first) sent a fresh policy into plain stretches in a
+    batch's opening, where few rows' lookups guess yet: replayed on the pocket code suite at B = 8
+    (``benchmarks/results/batch_replay.md``, with the block margin of ``BatchAdaptive._margin``), a
+    fresh policy ran at 1.06-1.16x plain decoding before, 1.20-1.31x after."""
     if Proposer.NGRAM not in settings.limits:
         return settings.warmup(start_block_size)
-    lookup = settings.limits[Proposer.NGRAM]
     quarter = max(1, start_block_size // 4)
+    lookup = settings.limits[Proposer.NGRAM]
     warmup = [Choice.ngram(min(quarter, lookup)), Choice.ngram(min(start_block_size, lookup))]
-    model = [(p, s) for p, s, _ in settings.rows if p is Proposer.DIFFUSION]
-    if model:
-        proposer, steps = min(model, key=lambda row: row[1])
-        warmup.append(Choice(proposer, min(quarter, settings.limits[proposer]), steps, False))
+    model_steps = [s for p, s, _ in settings.rows if p is Proposer.DIFFUSION]
+    if model_steps:
+        warmup.append(Choice.diffusion(min(quarter, settings.limits[Proposer.DIFFUSION]), min(model_steps)))
     return [*warmup, PLAIN]
 
 
@@ -272,8 +272,8 @@ class BatchAdaptive:
 
     def _margin(self, best: Choice) -> float:
         """The gain a move to ``best`` needs: ``hysteresis`` for another setting, none for another
-        block of the same one (nothing to re-encode; measured on the pocket pair at B = 8, a 10%
-        margin held blocks of 2 where 3-4 finished the batch 6% sooner, ``docs/batching.md``)."""
+        block of the same one (nothing to re-encode; on the pocket pair at B = 8 fixed blocks of 2, 3
+        and 4 replay within 1-10% of each other, inside a 10% margin, ``benchmarks/results/batch_replay.md``)."""
         same = (best.proposer, best.denoising_steps) == (self.current.proposer, self.current.denoising_steps)
         return 0.0 if same else self.hysteresis
 

@@ -124,7 +124,7 @@ def test_a_batch_warms_up_on_the_cheap_lookup_and_runs_the_model_once():
     assert Proposer.NGRAM not in {c.proposer for c in only_model} and only_model[-1] == PLAIN
 
 
-def test_a_small_gain_moves_the_block_but_not_the_proposer():
+def test_only_a_change_of_setting_needs_the_hysteresis_margin():
     policy = BatchAdaptive(hysteresis=0.1)
     policy.reset(LIMITS, max_steps=8)
     policy.current = Choice.ngram(2)
