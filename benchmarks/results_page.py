@@ -55,6 +55,10 @@ OTHERS = [
     ("smol_baselines.md", "the smol verifier's free baselines", ".venv/bin/python benchmarks/smol_baselines.py"),
     ("smol_t07.md", "the bench on the smol pair sampled at temperature 0.7 (chat, code)",
      "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/smol_bench.py chat code --temperature 0.7"),
+    ("smol_drafter_next_token_card.md", "the model card of the smol drafter's next-token-canvas run (not shipped; "
+     "its accuracy tables in smol_drafter_next_token/, its bench in bench_smol_*_128_nt.csv)",
+     "OMP_NUM_THREADS=2 .venv/bin/specdiff drafter train --pair smol --out .drafter_run/smol2 --budget-minutes 55 "
+     "--threads 2"),
     ("estimate_check.md", "the GPU cost model against published figures",
      ".venv/bin/python benchmarks/estimate_check.py"),
     ("estimate_cpu_check.md", "the cost model on this CPU, held-out configurations",

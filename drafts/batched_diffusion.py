@@ -87,9 +87,10 @@ class BatchedDiffusionSession(DiffusionDraftSession):
         batch, canvas_length = self.batch_size, drafter.canvas_length
         widths = torch.tensor([p.shape[0] for p in pending], dtype=torch.long, device=self.device)
 
+        if int(widths.max()) > 0:
+            self._encode(pending, widths)
+
         def step(canvas: torch.Tensor, self_conditioning: torch.Tensor | None, first: bool) -> torch.Tensor:
-            if first and int(widths.max()) > 0:
-                self._encode(pending, widths)
             mask = torch.cat([self.rows.mask, torch.ones(batch, canvas_length, dtype=torch.bool,
                                                          device=self.device)], dim=1)  # [B, L + C]
             positions = self.rows.lengths[:, None] + torch.arange(canvas_length, device=self.device)[None]
@@ -98,7 +99,7 @@ class BatchedDiffusionSession(DiffusionDraftSession):
                 decoder_attention_mask=mask, decoder_position_ids=positions)
             return out.last_hidden_state
 
-        draft = self._denoise(step, batch, 0, choice, generator)
+        draft = self.draft(step, batch, 0, choice, generator)
         self.unencoded = [p[:0] for p in pending]
         return RaggedDraft(draft=draft, lengths=torch.full((batch,), choice.block_size, dtype=torch.long))
 

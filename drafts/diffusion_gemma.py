@@ -15,6 +15,9 @@ from 0.53 to 0.86 on held-out code (``benchmarks/pocket_card.py``) and tokens a 
 2.54 (block 8, 1 step; ``benchmarks/draft_options.py``). From the second step on, the canvas
 holds the encoder's token there like any other position.
 
+A drafter trained by specdiff's recipe may instead use a **next-token canvas** (``next_token_canvas``,
+recorded in its config; ``specdiff.drafts.next_token``).
+
 With ``context_seed`` set, a round's canvas starts from the context lookup's guess at the
 continuation (``specdiff.drafts.ngram``: what followed the most recent earlier occurrence of the
 last few committed tokens) wherever the context has one, instead of pure noise. The guess is only
@@ -59,6 +62,10 @@ from specdiff.sampling import sample_categorical
 # DiffusionGemma's published checkpoint caps a canvas at 48 denoising steps; a checkpoint that
 # records no cap gets the same.
 DEFAULT_MAX_STEPS = 48
+
+# A drafter trained with a next-token canvas (see the module docstring) records this key (True) in its
+# config, and the engine drafts with one.
+NEXT_TOKEN_KEY = "specdiff_next_token_canvas"
 
 # transformers' defaults for a checkpoint whose generation config leaves a value unset.
 _REFERENCE_DEFAULTS = {
@@ -154,6 +161,7 @@ class DiffusionGemmaDrafter:
         denoising: DenoisingConfig | None = None,
         encoder_first_token: bool = True,
         context_seed: ContextSeed | bool | None = None,
+        next_token_canvas: bool | None = None,
     ) -> None:
         if not isinstance(model, DiffusionGemmaForBlockDiffusion):
             raise SpecdiffError(
@@ -165,6 +173,12 @@ class DiffusionGemmaDrafter:
         self.denoising = denoising or DenoisingConfig.from_generation_config(model.generation_config)
         self.encoder_first_token = encoder_first_token
         self.context_seed = ContextSeed.resolve(context_seed, model.config)
+        if next_token_canvas is None:
+            next_token_canvas = bool(getattr(model.config, NEXT_TOKEN_KEY, False))
+        if next_token_canvas and not encoder_first_token:
+            raise SpecdiffError("a next-token canvas starts from the encoder's first token: "
+                                "keep encoder_first_token=True")
+        self.next_token_canvas = next_token_canvas
         self.canvas_length: int = int(model.config.canvas_length)
         self.max_block_size = self.canvas_length
         # The checkpoint's own cap (48 on DiffusionGemma): more steps than it was tuned for only cost.
@@ -180,12 +194,14 @@ class DiffusionGemmaDrafter:
         denoising: DenoisingConfig | None = None,
         encoder_first_token: bool = True,
         context_seed: ContextSeed | bool | None = None,
+        next_token_canvas: bool | None = None,
         **kwargs: Any,
     ) -> DiffusionGemmaDrafter:
         """Load from a saved folder or hub id; ``dtype``, ``device_map`` and other kwargs pass through."""
         model = load_model(DiffusionGemmaForBlockDiffusion, path_or_id, **kwargs)
         return cls(model, load_tokenizer(path_or_id), proposal_mode=proposal_mode, denoising=denoising,
-                   encoder_first_token=encoder_first_token, context_seed=context_seed)
+                   encoder_first_token=encoder_first_token, context_seed=context_seed,
+                   next_token_canvas=next_token_canvas)
 
     @property
     def device(self) -> torch.device:
@@ -287,8 +303,17 @@ class DiffusionDraftSession:
             start + n_pending, start + n_pending + canvas_length, device=self.device
         )[None]
 
+        if drafter.next_token_canvas and n_pending > 0:
+            # The anchor needs the encoder's token before the first decoder call: encode on its own.
+            encoded = drafter.model.model.encoder(input_ids=pending, position_ids=position_ids, cache=self.cache,
+                                                  use_cache=True)
+            self.next_logits = drafter.logits(encoded.last_hidden_state[:, -1:])  # [B, 1, V]
+            n_encode = 0
+        else:
+            n_encode = n_pending
+
         def step(canvas: torch.Tensor, self_conditioning: torch.Tensor | None, first: bool) -> torch.Tensor:
-            encode_now = first and n_pending > 0
+            encode_now = first and n_encode > 0
             out = drafter.model.model(
                 input_ids=pending if encode_now else None,
                 position_ids=position_ids if encode_now else None,
@@ -302,10 +327,19 @@ class DiffusionDraftSession:
                 self.next_logits = drafter.logits(out.encoder_last_hidden_state[:, -1:])  # [B, 1, V]
             return out.last_hidden_state
 
-        draft = self._denoise(step, batch, n_pending, choice, generator)
+        draft = self.draft(step, batch, n_pending, choice, generator)
         self.encoded_length += n_pending
         self.unencoded = pending[:, :0]
         return draft
+
+    def draft(self, step: Any, batch: int, shift: int, choice: Choice, generator: torch.Generator) -> Draft:
+        """A round's proposal: the next-token canvas's loop when the drafter was trained for one, else
+        the denoising loop (both take the same ``step``; see ``_denoise``)."""
+        if self.drafter.next_token_canvas:
+            from specdiff.drafts.next_token import next_token_draft
+
+            return next_token_draft(self, step, batch, choice, generator)
+        return self._denoise(step, batch, shift, choice, generator)
 
     def _denoise(self, step: Any, batch: int, shift: int, choice: Choice, generator: torch.Generator) -> Draft:
         """The denoising loop over a starting canvas ``[B, C]`` (``shift``: tokens committed since the

@@ -46,6 +46,21 @@ def test_batch_of_one_is_generate(decoder):
     assert [s.accepted for s in batched.stats] == [s.accepted for s in alone.stats]
 
 
+def test_next_token_canvas_rows_equal_generate_and_draft_as_alone(drafter, verifier):
+    """The batched session's next-token canvas: every row exact, and a batch of one drafts (accepts)
+    exactly as the single-row session does."""
+    decoder = SpeculativeDecoder(DiffusionGemmaDrafter(drafter.model, next_token_canvas=True), verifier)
+    prompts = PROMPTS[:4]
+    results = decoder.generate_batch(prompts, max_new_tokens=NEW, block_size=5, denoising_steps=3, seed=0,
+                                     eos_token_id=[])
+    for prompt, result in zip(prompts, results, strict=True):
+        assert result.token_ids == reference_greedy(verifier, prompt, NEW)
+    alone = decoder.generate(PROMPTS[3], max_new_tokens=NEW, block_size=5, denoising_steps=3, seed=1, eos_token_id=[])
+    [batched] = decoder.generate_batch([PROMPTS[3]], max_new_tokens=NEW, block_size=5, denoising_steps=3, seed=1,
+                                       eos_token_id=[])
+    assert [s.accepted for s in batched.stats] == [s.accepted for s in alone.stats]
+
+
 def test_lookup_rounds_propose_ragged_blocks(verifier):
     """The n-gram lookup (one session per row) proposes each row's guess: rows with and without one."""
     lookup = SpeculativeDecoder(NgramLookup(verifier.vocab_size, max_block_size=CANVAS), verifier, Fixed.ngram(6))

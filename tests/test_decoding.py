@@ -32,9 +32,11 @@ def test_greedy_equals_generate(decoder, verifier, prompt_len, block_size, steps
     assert all(s.proposed <= block_size for s in result.stats)
 
 
+@pytest.mark.parametrize("next_token_canvas", [False, True])
 @pytest.mark.parametrize("mode", list(ProposalMode))
-def test_greedy_equals_generate_in_both_proposal_modes(drafter, verifier, mode):
-    decoder = SpeculativeDecoder(DiffusionGemmaDrafter(drafter.model, proposal_mode=mode), verifier)
+def test_greedy_equals_generate_in_both_proposal_modes(drafter, verifier, mode, next_token_canvas):
+    engine = DiffusionGemmaDrafter(drafter.model, proposal_mode=mode, next_token_canvas=next_token_canvas)
+    decoder = SpeculativeDecoder(engine, verifier)
     prompt = prompt_of(30, seed=3)
     result = decoder.generate(prompt, max_new_tokens=40, block_size=7, denoising_steps=2, seed=1, eos_token_id=[])
     assert result.token_ids == reference_greedy(verifier, prompt, 40)

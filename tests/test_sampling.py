@@ -91,6 +91,7 @@ class CutOnConfidenceBits(Fixed):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("drafter_kind", ["diffusion-resample", "diffusion-context-seeded", "diffusion-cut",
+                                          "diffusion-next-token",
                                           "ngram-lookup", "noisy-verifier", "one-hot-argmax"])
 def test_first_two_sampled_tokens_follow_the_verifier(drafter, verifier, drafter_kind):
     sampling = SamplingConfig(temperature=1.0, top_k=TOP_K)
@@ -99,7 +100,8 @@ def test_first_two_sampled_tokens_follow_the_verifier(drafter, verifier, drafter
     if drafter_kind.startswith("diffusion") or lookup:
         seeded = drafter_kind in ("diffusion-context-seeded", "ngram-lookup")
         engine = DiffusionGemmaDrafter(drafter.model, proposal_mode=ProposalMode.RESAMPLE,
-                                       context_seed=ContextSeed() if seeded else None)
+                                       context_seed=ContextSeed() if seeded else None,
+                                       next_token_canvas=drafter_kind == "diffusion-next-token")
         if seeded:
             prompt = [5, 4, 17, 99, 4]  # "4" recurs: the canvas starts from the guess [17, 99, 4, ...]
         if lookup:  # a guess the verifier finds likely, so that lookup tokens are accepted too
@@ -118,6 +120,7 @@ def test_first_two_sampled_tokens_follow_the_verifier(drafter, verifier, drafter
         # drafts past the end); only the first two tokens are counted.
         result = decoder.generate(prompt, max_new_tokens=3 if cutting else 2,
                                   block_size=None if cutting or lookup else 2,
+                                  denoising_steps=2 if drafter_kind == "diffusion-next-token" else None,
                                   temperature=1.0, top_k=TOP_K, seed=seed, eos_token_id=[])
         a, b = result.token_ids[:2]
         counts[a * SHAPE.vocab_size + b] += 1

@@ -36,7 +36,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from specdiff.drafts.ngram import ContextSeed, context_continuation
+from specdiff.drafts.ngram import ContextSeed
+from specdiff.training.canvases import corrupt, corrupt_next_token, seed_canvases
 from specdiff.training.heads import sampled_head_loss
 from specdiff.training.lm import IGNORE_INDEX, BatchSource, TextShape, text_config_kwargs
 
@@ -77,6 +78,13 @@ class DiffusionObjective:
     # overwrite a wrong one.
     context_seed_prob: float = 0.0
     context_seed: ContextSeed = ContextSeed()
+    # A next-token canvas (the engine's `next_token_canvas`): canvas input i is a guess at token i
+    # (position 0 always clean, as the engine's holds the encoder's token), output i predicts token
+    # i + 1, the convention the causal encoder it shares weights with already follows. With
+    # probability `clean_prefix_prob` a canvas keeps a longer clean prefix (length uniform in
+    # 2..C), as the Jacobi steps after the first see; no self-conditioning (the engine passes none).
+    next_token_canvas: bool = False
+    clean_prefix_prob: float = 0.5
     # None: the full softmax over the vocabulary. A number: the batch's targets plus that many
     # uniformly drawn other ids (`sampled_head_loss`); at a 49,152-id vocabulary the output layer
     # is most of a small drafter's training time, and memory-bound on a CPU.
@@ -137,41 +145,6 @@ def supervised_start(labels: torch.Tensor) -> int:
     return int(supervised[0])
 
 
-def corrupt(target: torch.Tensor, vocab_size: int, obj: DiffusionObjective) -> torch.Tensor:
-    """Uniform-noise corruption of canvas targets [B, Q] (uses the global torch RNG).
-
-    One noise level per canvas: positions [k*C, (k+1)*C) share the k-th level; with probability
-    ``anchor_prob`` a canvas keeps its first position clean.
-    """
-    batch, total = target.shape
-    n_canvases = total // obj.canvas_length
-    noise = torch.empty(batch, n_canvases).uniform_(obj.min_noise, 1.0)
-    noise = torch.where(torch.rand(batch, n_canvases) < obj.pure_noise_prob, torch.ones_like(noise), noise)
-    noise = noise.repeat_interleave(obj.canvas_length, dim=1)  # [B, Q]
-    replaced = torch.rand(target.shape) < noise
-    anchored = torch.rand(batch, n_canvases) < obj.anchor_prob  # [B, K]: first position left clean
-    replaced.view(batch, n_canvases, obj.canvas_length)[:, :, 0] &= ~anchored
-    return torch.where(replaced, torch.randint_like(target, vocab_size), target)
-
-
-def seed_canvases(canvas: torch.Tensor, ids: torch.Tensor, cuts: Sequence[int],
-                  obj: DiffusionObjective) -> torch.Tensor:
-    """Replace a share of the corrupted canvases ``[B, K*C]`` by the context lookup's guess.
-
-    Canvas k of row b starts at ``cuts[k]`` and its guess is ``context_continuation(ids[b, :cuts[k]])``
-    (uses the global torch RNG); canvases whose context has no recurring n-gram stay as they are.
-    """
-    if obj.context_seed_prob <= 0:
-        return canvas
-    seeded = canvas.clone()
-    chosen = torch.rand(ids.shape[0], len(cuts)) < obj.context_seed_prob  # [B, K]
-    for b, k in chosen.nonzero().tolist():
-        guess = context_continuation(ids[b, : cuts[k]], obj.canvas_length, obj.context_seed)
-        if guess.numel():
-            seeded[b, k * obj.canvas_length : (k + 1) * obj.canvas_length] = guess
-    return seeded
-
-
 def multi_canvas_masks(seq_len: int, cuts: Sequence[int], canvas_length: int, sliding_window: int,
                        batch: int) -> dict[str, torch.Tensor]:
     """Decoder masks [B, 1, K*C, seq_len + K*C] for K canvases against one encoder pass.
@@ -215,7 +188,8 @@ def diffusion_loss(model, ids: torch.Tensor, labels: torch.Tensor, obj: Diffusio
     # Canvases start no later than the last supervised position of any row (distilled rows that
     # ended early leave nothing to learn past their end).
     last = int((labels != IGNORE_INDEX).any(0).nonzero()[-1])
-    n_starts = min(seq_len - canvas_len, last) - first + 1
+    shift = int(obj.next_token_canvas)  # a next-token canvas's outputs are its inputs one position on
+    n_starts = min(seq_len - canvas_len - shift, last) - first + 1
     assert n_starts > 0, "sequence too short for a canvas"
     picks = torch.randperm(n_starts)[: obj.canvases_per_sequence] + first
     cuts = sorted(picks.tolist())
@@ -239,12 +213,17 @@ def diffusion_loss(model, ids: torch.Tensor, labels: torch.Tensor, obj: Diffusio
         encoder_loss = sampled_head_loss(hidden[keep], next_tokens[keep], model.lm_head.weight,
                                          model.final_logit_softcapping, obj.sampled_negatives).mean()
 
-    target = torch.cat([ids[:, c : c + canvas_len] for c in cuts], dim=1)  # [B, K*C]
-    canvas = seed_canvases(corrupt(target, model.config.text_config.vocab_size, obj), ids, cuts, obj)
+    clean = torch.cat([ids[:, c : c + canvas_len] for c in cuts], dim=1)  # [B, K*C]: the canvas's tokens
+    target = torch.cat([ids[:, c + shift : c + shift + canvas_len] for c in cuts], dim=1)  # what outputs predict
+    vocab_size = model.config.text_config.vocab_size
+    noisy = corrupt_next_token(clean, vocab_size, obj) if shift else corrupt(clean, vocab_size, obj)
+    canvas = seed_canvases(noisy, ids, cuts, obj)
+    if shift:  # a seeded canvas still holds the (encoder's) first token at position 0
+        canvas.view(batch, len(cuts), canvas_len)[:, :, 0] = clean.view(batch, len(cuts), canvas_len)[:, :, 0]
     positions = torch.cat([torch.arange(c, c + canvas_len) for c in cuts]).expand(batch, -1)
     masks = multi_canvas_masks(seq_len, cuts, canvas_len, model.config.text_config.sliding_window, batch)
     if self_condition is None:
-        self_condition = random.random() < obj.self_conditioning_prob
+        self_condition = not shift and random.random() < obj.self_conditioning_prob
     sc_logits = None
     if self_condition:
         with torch.no_grad():
@@ -259,7 +238,7 @@ def diffusion_loss(model, ids: torch.Tensor, labels: torch.Tensor, obj: Diffusio
         hidden = model.model(**decoder_inputs).last_hidden_state  # [B, K*C, H]
         per_token = sampled_head_loss(hidden.flatten(0, 1), target.flatten(), model.lm_head.weight,
                                       model.final_logit_softcapping, obj.sampled_negatives)
-    supervised = torch.cat([labels[:, c : c + canvas_len] for c in cuts], dim=1) != IGNORE_INDEX  # [B, K*C]
+    supervised = torch.cat([labels[:, c + shift : c + shift + canvas_len] for c in cuts], dim=1) != IGNORE_INDEX
     per_token = (per_token * supervised.flatten()).view(batch, len(cuts), canvas_len)  # [B, K, C]
     weights = position_weights(canvas_len, obj.position_decay).to(per_token.device)
     canvas_loss = (per_token * weights).sum(-1).mean()
@@ -271,8 +250,8 @@ def first_step_loss(model, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
     """Held-out canvas CE from pure noise (position-weighted as in training), no self-conditioning."""
     was_training = model.training
     model.eval()
-    pure = replace(obj, pure_noise_prob=1.0, anchor_prob=0.0, encoder_loss_weight=0.0, canvases_per_sequence=1,
-                   context_seed_prob=0.0)
+    pure = replace(obj, pure_noise_prob=1.0, anchor_prob=0.0, clean_prefix_prob=0.0, encoder_loss_weight=0.0,
+                   canvases_per_sequence=1, context_seed_prob=0.0)
     rng_state = torch.get_rng_state()
     torch.manual_seed(1234)  # the same noise every evaluation
     losses = [diffusion_loss(model, ids, labels, pure, self_condition=False).item() for ids, labels in batches]

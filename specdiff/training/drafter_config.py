@@ -53,6 +53,11 @@ class DrafterRecipeConfig:
     # Self-conditioning needs a full-vocabulary pass without gradients; decoding mostly runs one
     # denoising step, where it never applies, so a quarter of the steps train it.
     self_conditioning_prob: float = 0.25
+    # The drafter's canvas convention (specdiff.drafts.diffusion_gemma, `next_token_canvas`): output i
+    # predicts token i + 1, as the causal encoder whose weights it shares does. The first smol run
+    # (canvas output i predicting token i) got prefix accuracy 0.03 at position 1 on held-out chat,
+    # against the same-size AR drafter's 0.39.
+    next_token_canvas: bool = True
     context_seed_prob: float = 0.5
     context_seed: ContextSeed = ContextSeed()
     raw_seq_len: int = 192

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from specdiff.drafts.diffusion_gemma import NEXT_TOKEN_KEY
 from specdiff.drafts.ngram import CONFIG_KEY
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import loop_share
@@ -217,7 +218,8 @@ def _objective(cfg: DrafterRecipeConfig, seeded: bool):
     from specdiff.training.diffusion import DiffusionObjective
 
     obj = DiffusionObjective(canvas_length=cfg.canvas_length, canvases_per_sequence=cfg.canvases_per_sequence,
-                             sampled_negatives=cfg.sampled_negatives, self_conditioning_prob=cfg.self_conditioning_prob)
+                             sampled_negatives=cfg.sampled_negatives, self_conditioning_prob=cfg.self_conditioning_prob,
+                             next_token_canvas=cfg.next_token_canvas)
     return replace(obj, context_seed_prob=cfg.context_seed_prob, context_seed=cfg.context_seed) if seeded else obj
 
 
@@ -245,6 +247,8 @@ def _stage_drafter(run: RecipeRun) -> dict:
     ar = _load_ar(run.out_dir / "ar_drafter" / "model")
     _, drafter = build_recipe_models(cfg.drafter_shape, ar.config.vocab_size, tok, cfg.canvas_length, cfg.seed)
     load_ar_weights(drafter, ar)
+    if cfg.next_token_canvas:  # saved with every checkpoint, so the engine drafts the way it was trained
+        setattr(drafter.config, NEXT_TOKEN_KEY, True)
     return _train_diffusion(run, "drafter", drafter, cfg.scaled(cfg.drafter_train), _objective(cfg, False),
                             seed=cfg.seed + 10)
 

@@ -157,3 +157,86 @@ def test_auto_mode_proposes_argmax_for_greedy_and_resamples_for_sampling(drafter
     decoder.generate([4, 8, 15], max_new_tokens=4, block_size=2, eos_token_id=[])
     decoder.generate([4, 8, 15], max_new_tokens=4, block_size=2, temperature=0.8, seed=0, eos_token_id=[])
     assert recording.flags == [True, False]
+
+
+def jacobi_reference(drafter, prompt: torch.Tensor, block: int, steps: int, seed: int) -> tuple[torch.Tensor, int]:
+    """A next-token canvas's greedy proposal, recomputed from scratch: the encoder's argmax first, then
+    up to ``steps`` decoder passes, each feeding outputs 0..K-2 back into canvas positions 1..K-1."""
+    from transformers import DynamicCache
+
+    model = drafter.model
+    cap = model.config.text_config.final_logit_softcapping
+    canvas = torch.randint(0, drafter.vocab_size, (1, CANVAS), generator=torch.Generator().manual_seed(seed))
+    cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+    with torch.no_grad():
+        encoded = model.model.encoder(input_ids=prompt, cache=cache, use_cache=True).last_hidden_state
+        canvas[0, 0] = (torch.tanh(model.lm_head(encoded[:, -1]) / cap) * cap).argmax(-1)
+        for used in range(1, steps + 1):
+            outputs = model(decoder_input_ids=canvas, cache=cache).logits[:, : block - 1].argmax(-1)
+            if used == steps or torch.equal(outputs, canvas[:, 1:block]):
+                return torch.cat([canvas[:, :1], outputs], dim=1), used
+            canvas[:, 1:block] = outputs
+
+
+@pytest.mark.parametrize("block,steps", [(1, 1), (5, 1), (5, 3), (CANVAS, 6)])
+def test_next_token_canvas_is_the_encoder_token_then_the_decoder_outputs_one_position_on(drafter, block, steps):
+    engine = DiffusionGemmaDrafter(drafter.model, next_token_canvas=True)
+    prompt = torch.tensor([[4, 8, 15, 16, 23, 42]])
+    draft = engine.session(prompt).propose(prompt[:, :0], Choice.diffusion(block, steps),
+                                           torch.Generator().manual_seed(3))
+    tokens, used = jacobi_reference(engine, prompt, block, steps, seed=3)
+    assert torch.equal(draft.tokens, tokens) and draft.denoising_steps_used == used
+    assert draft.probs is None  # greedy: one-hot
+
+
+def test_next_token_canvas_stops_at_its_fixed_point(drafter):
+    """A pass that changes none of the block's inputs ends the loop, its outputs being those inputs
+    (bidirectional passes need not settle: some canvases cycle until the step cap)."""
+    engine = DiffusionGemmaDrafter(drafter.model, next_token_canvas=True)
+    early = 0
+    for seed in range(12):
+        prompt = torch.randint(3, engine.vocab_size, (1, 6), generator=torch.Generator().manual_seed(seed))
+        session = engine.session(prompt)
+        draft = session.propose(prompt[:, :0], Choice.diffusion(3, 12), torch.Generator().manual_seed(seed))
+        if draft.denoising_steps_used < 12:
+            early += 1
+            assert torch.equal(draft.tokens[:, 1:], session.last_canvas[:, 1:3])
+    assert early > 0
+
+
+def test_next_token_canvas_resamples_from_the_distributions_it_returns(drafter):
+    """RESAMPLE: row 0 is the encoder's softmax (no temperature schedule), and over many seeds the
+    second token's counts match its summed returned probabilities."""
+    engine = DiffusionGemmaDrafter(drafter.model, proposal_mode=ProposalMode.RESAMPLE, next_token_canvas=True)
+    prompt = torch.tensor([[7, 7, 9]])
+    counts, expected = torch.zeros(engine.vocab_size), torch.zeros(engine.vocab_size)
+    for seed in range(400):
+        session = engine.session(prompt)
+        draft = session.propose(prompt[:, :0], Choice.diffusion(2, 2), torch.Generator().manual_seed(seed))
+        if seed == 0:
+            torch.testing.assert_close(draft.probs[:, 0], torch.softmax(session.next_logits[:, 0], dim=-1))
+        counts[draft.tokens[0, 1]] += 1
+        expected += draft.probs[0, 1]
+    top = expected.argsort(descending=True)[:8]
+    observed = torch.cat([counts[top], counts.sum(0, keepdim=True) - counts[top].sum()])
+    law = torch.cat([expected[top], expected.sum(0, keepdim=True) - expected[top].sum()]) / 400
+    assert chi2_pvalue(observed, law) > 1e-3
+
+
+def test_next_token_canvas_follows_the_checkpoint_and_refuses_what_it_cannot_do(drafter):
+    from specdiff.drafts.diffusion_gemma import NEXT_TOKEN_KEY
+
+    from specdiff.errors import SpecdiffError
+
+    assert not DiffusionGemmaDrafter(drafter.model).next_token_canvas  # not recorded: DiffusionGemma's own canvas
+    setattr(drafter.model.config, NEXT_TOKEN_KEY, True)
+    try:
+        assert DiffusionGemmaDrafter(drafter.model).next_token_canvas
+    finally:
+        delattr(drafter.model.config, NEXT_TOKEN_KEY)
+    with pytest.raises(SpecdiffError, match="encoder_first_token"):
+        DiffusionGemmaDrafter(drafter.model, next_token_canvas=True, encoder_first_token=False)
+    engine = DiffusionGemmaDrafter(drafter.model, next_token_canvas=True)
+    with pytest.raises(SpecdiffError, match="recycle_canvas=False"):
+        engine.session(torch.tensor([[3, 4]])).propose(torch.empty((1, 0), dtype=torch.long),
+                                                      Choice.diffusion(4, 1, True), torch.Generator())

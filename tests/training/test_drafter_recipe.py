@@ -109,16 +109,18 @@ def test_export_and_model_card(recipe_run):
     assert set(summary) >= {"drafter_1step", "ar_drafter", "context_lookup"}
     config = json.loads((export / "drafter" / "config.json").read_text())
     assert config["text_config"]["vocab_size"] == tiny_verifier().config.vocab_size
+    assert config["specdiff_next_token_canvas"] is True  # the engine drafts the way the recipe trained it
 
 
 def test_exported_drafter_is_lossless_with_its_verifier(recipe_run):
-    from specdiff.controllers import Fixed
+    from specdiff.controllers import Fixed, Proposer
     from specdiff.loaders import load_decoder
     from tests.helpers import reference_greedy
 
     export = recipe_run["out"] / "export"
     decoder = load_decoder(str(export / "drafter"), str(recipe_run["verifier"]))
     decoder.controller = Fixed(block_size=4)  # the diffusion drafter proposes every round
+    assert decoder.proposers[Proposer.DIFFUSION].next_token_canvas
     prompt = decoder.tokenizer("def add(a, b):\n    return")["input_ids"]
     result = decoder.generate(prompt, max_new_tokens=24)
     drafted = [s for s in result.stats if s.proposer.value == "diffusion"]

@@ -235,3 +235,58 @@ def test_canvas_loss_weights_positions_as_the_objective_says():
     expected = (per_token * position_weights(4, 2.0)).sum(-1).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
     assert loss.item() != pytest.approx(per_token.mean().item(), rel=1e-3)  # the weighting mattered
+
+
+def test_next_token_canvas_loss_predicts_each_input_one_position_on():
+    """The next-token objective by hand: canvas inputs are tokens 6..9 with the first kept clean, the
+    outputs are scored against tokens 7..10, and no self-conditioning pass runs."""
+    import torch.nn.functional as F
+    from transformers import DynamicCache
+
+    from specdiff.training.diffusion import (
+        DiffusionObjective,
+        build_drafter,
+        corrupt_next_token,
+        diffusion_loss,
+        position_weights,
+    )
+    from specdiff.training.lm import TextShape
+
+    shape = TextShape(num_layers=1, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1,
+                      head_dim=16, sliding_window=16, num_experts=2, top_k_experts=1, moe_intermediate_size=16)
+    drafter = build_drafter(shape, 100, dict(pad_token_id=0, bos_token_id=1, eos_token_id=2), 4, seed=0).eval()
+    obj = DiffusionObjective(canvas_length=4, pure_noise_prob=1.0, encoder_loss_weight=0.0, canvases_per_sequence=1,
+                             position_decay=2.0, next_token_canvas=True, self_conditioning_prob=1.0)
+    ids = torch.randint(3, 100, (2, 11), generator=torch.Generator().manual_seed(1))
+    labels = ids.clone()
+    labels[:, :6] = -100  # the only cut leaving a target after the canvas is 6
+    torch.manual_seed(0)
+    loss = diffusion_loss(drafter, ids, labels, obj)
+
+    torch.manual_seed(0)
+    torch.randperm(1)
+    torch.randint(1, (1,))
+    canvas = corrupt_next_token(ids[:, 6:10], 100, obj)
+    assert torch.equal(canvas[:, 0], ids[:, 6])
+    cache = DynamicCache(config=drafter.config.text_config)
+    with torch.no_grad():
+        drafter.model.encoder(input_ids=ids[:, :6], cache=cache, use_cache=True)
+        logits = drafter(cache=cache, decoder_input_ids=canvas,
+                         decoder_position_ids=torch.arange(6, 10).expand(2, -1)).logits
+    per_token = F.cross_entropy(logits.flatten(0, 1), ids[:, 7:11].flatten(), reduction="none").view(2, 4)
+    assert loss.item() == pytest.approx((per_token * position_weights(4, 2.0)).sum(-1).mean().item(), rel=1e-4)
+
+
+def test_next_token_corruption_keeps_a_clean_prefix():
+    from specdiff.training.diffusion import DiffusionObjective, corrupt_next_token
+
+    target = torch.arange(10, 10 + 8 * 4).repeat(500, 1)  # 500 rows of 4 canvases of 8
+    torch.manual_seed(0)
+    noisy = corrupt_next_token(target, 100_000, DiffusionObjective(canvas_length=8, clean_prefix_prob=0.5))
+    clean = (noisy == target).view(500, 4, 8)
+    assert clean[:, :, 0].all()  # the encoder's token is never noise
+    # A clean prefix past the first position in about half the canvases (pure noise elsewhere
+    # replaces position 1 with probability 1).
+    assert 0.4 < clean[:, :, 1].float().mean() < 0.7
+    pure = DiffusionObjective(canvas_length=8, clean_prefix_prob=0.0, pure_noise_prob=1.0)
+    assert ((corrupt_next_token(target, 100_000, pure) == target).view(500, 4, 8)[:, :, 1:].float().mean() < 0.01)
