@@ -303,17 +303,16 @@ class DiffusionDraftSession:
             start + n_pending, start + n_pending + canvas_length, device=self.device
         )[None]
 
-        if drafter.next_token_canvas and n_pending > 0:
-            # The anchor needs the encoder's token before the first decoder call: encode on its own.
+        # The pending tokens go into the first decoder call, except for a next-token canvas, whose first
+        # position needs the encoder's token before that call.
+        fold = n_pending > 0 and not drafter.next_token_canvas
+        if n_pending > 0 and not fold:
             encoded = drafter.model.model.encoder(input_ids=pending, position_ids=position_ids, cache=self.cache,
                                                   use_cache=True)
             self.next_logits = drafter.logits(encoded.last_hidden_state[:, -1:])  # [B, 1, V]
-            n_encode = 0
-        else:
-            n_encode = n_pending
 
         def step(canvas: torch.Tensor, self_conditioning: torch.Tensor | None, first: bool) -> torch.Tensor:
-            encode_now = first and n_encode > 0
+            encode_now = first and fold
             out = drafter.model.model(
                 input_ids=pending if encode_now else None,
                 position_ids=position_ids if encode_now else None,

@@ -61,8 +61,7 @@ def next_token_draft(session: Any, step: Any, batch: int, choice: Choice, genera
         guesses = logits.argmax(dim=-1)
         if steps_used == choice.denoising_steps or torch.equal(guesses, canvas[:, 1:block_size]):
             break
-        canvas = canvas.clone()
-        canvas[:, 1:block_size] = guesses
+        canvas[:, 1:block_size] = guesses  # the pass that read the canvas is done: update it in place
     scores = torch.cat([first.scores, logits], dim=1)  # [B, K, V]
     if session.mode is ProposalMode.ARGMAX:
         tokens, probs = torch.cat([first.tokens, guesses], dim=1), None

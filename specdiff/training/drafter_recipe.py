@@ -29,7 +29,6 @@ from typing import Any
 
 import torch
 
-from specdiff.drafts.diffusion_gemma import NEXT_TOKEN_KEY
 from specdiff.drafts.ngram import CONFIG_KEY
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import loop_share
@@ -239,6 +238,7 @@ def _load_ar(folder: Path):
 
 
 def _stage_drafter(run: RecipeRun) -> dict:
+    from specdiff.drafts.diffusion_gemma import NEXT_TOKEN_KEY
     from specdiff.training.diffusion import load_ar_weights
     from specdiff.training.drafter_models import build_recipe_models
 

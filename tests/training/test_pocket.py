@@ -200,16 +200,36 @@ def test_position_weights_favour_the_first_canvas_positions():
     assert (decayed[8] / decayed[0]).item() == pytest.approx(torch.exp(torch.tensor(-1.0)).item())
 
 
-def test_canvas_loss_weights_positions_as_the_objective_says():
-    """The canvas term is the position-weighted mean of per-token cross-entropy, computed by hand."""
-    import torch.nn.functional as F
-
-    from specdiff.training.diffusion import DiffusionObjective, build_drafter, diffusion_loss, position_weights
+def tiny_diffusion_drafter():
+    """A one-layer DiffusionGemma drafter over 100 ids with a 4-token canvas (random weights, eval mode)."""
+    from specdiff.training.diffusion import build_drafter
     from specdiff.training.lm import TextShape
 
     shape = TextShape(num_layers=1, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1,
                       head_dim=16, sliding_window=16, num_experts=2, top_k_experts=1, moe_intermediate_size=16)
-    drafter = build_drafter(shape, 100, dict(pad_token_id=0, bos_token_id=1, eos_token_id=2), 4, seed=0).eval()
+    return build_drafter(shape, 100, dict(pad_token_id=0, bos_token_id=1, eos_token_id=2), 4, seed=0).eval()
+
+
+def canvas_logits_after(drafter, context: torch.Tensor, canvas: torch.Tensor) -> torch.Tensor:
+    """The decoder's logits ``[B, C, V]`` for ``canvas`` right after ``context`` ``[B, T]``, from a fresh
+    encoder cache: the by-hand reference for ``diffusion_loss``."""
+    from transformers import DynamicCache
+
+    start = context.shape[1]
+    cache = DynamicCache(config=drafter.config.text_config)
+    with torch.no_grad():
+        drafter.model.encoder(input_ids=context, cache=cache, use_cache=True)
+        positions = torch.arange(start, start + canvas.shape[1]).expand(canvas.shape[0], -1)
+        return drafter(cache=cache, decoder_input_ids=canvas, decoder_position_ids=positions).logits
+
+
+def test_canvas_loss_weights_positions_as_the_objective_says():
+    """The canvas term is the position-weighted mean of per-token cross-entropy, computed by hand."""
+    import torch.nn.functional as F
+
+    from specdiff.training.diffusion import DiffusionObjective, diffusion_loss, position_weights
+
+    drafter = tiny_diffusion_drafter()
     obj = DiffusionObjective(canvas_length=4, pure_noise_prob=1.0, encoder_loss_weight=0.0,
                              canvases_per_sequence=1, position_decay=2.0)
     ids = torch.randint(3, 100, (2, 10), generator=torch.Generator().manual_seed(1))
@@ -218,19 +238,12 @@ def test_canvas_loss_weights_positions_as_the_objective_says():
     torch.manual_seed(0)
     loss = diffusion_loss(drafter, ids, labels, obj, self_condition=False)
 
-    from transformers import DynamicCache
-
     torch.manual_seed(0)
     torch.randperm(1)  # the cut draw diffusion_loss makes
     torch.randint(1, (1,))  # the encoder-loss offset draw
     from specdiff.training.diffusion import corrupt
 
-    canvas = corrupt(ids[:, 6:10], 100, obj)
-    cache = DynamicCache(config=drafter.config.text_config)
-    with torch.no_grad():
-        drafter.model.encoder(input_ids=ids[:, :6], cache=cache, use_cache=True)
-        logits = drafter(cache=cache, decoder_input_ids=canvas,
-                         decoder_position_ids=torch.arange(6, 10).expand(2, -1)).logits
+    logits = canvas_logits_after(drafter, ids[:, :6], corrupt(ids[:, 6:10], 100, obj))
     per_token = F.cross_entropy(logits.flatten(0, 1), ids[:, 6:10].flatten(), reduction="none").view(2, 4)
     expected = (per_token * position_weights(4, 2.0)).sum(-1).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
@@ -241,20 +254,10 @@ def test_next_token_canvas_loss_predicts_each_input_one_position_on():
     """The next-token objective by hand: canvas inputs are tokens 6..9 with the first kept clean, the
     outputs are scored against tokens 7..10, and no self-conditioning pass runs."""
     import torch.nn.functional as F
-    from transformers import DynamicCache
 
-    from specdiff.training.diffusion import (
-        DiffusionObjective,
-        build_drafter,
-        corrupt_next_token,
-        diffusion_loss,
-        position_weights,
-    )
-    from specdiff.training.lm import TextShape
+    from specdiff.training.diffusion import DiffusionObjective, corrupt_next_token, diffusion_loss, position_weights
 
-    shape = TextShape(num_layers=1, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1,
-                      head_dim=16, sliding_window=16, num_experts=2, top_k_experts=1, moe_intermediate_size=16)
-    drafter = build_drafter(shape, 100, dict(pad_token_id=0, bos_token_id=1, eos_token_id=2), 4, seed=0).eval()
+    drafter = tiny_diffusion_drafter()
     obj = DiffusionObjective(canvas_length=4, pure_noise_prob=1.0, encoder_loss_weight=0.0, canvases_per_sequence=1,
                              position_decay=2.0, next_token_canvas=True, self_conditioning_prob=1.0)
     ids = torch.randint(3, 100, (2, 11), generator=torch.Generator().manual_seed(1))
@@ -268,11 +271,7 @@ def test_next_token_canvas_loss_predicts_each_input_one_position_on():
     torch.randint(1, (1,))
     canvas = corrupt_next_token(ids[:, 6:10], 100, obj)
     assert torch.equal(canvas[:, 0], ids[:, 6])
-    cache = DynamicCache(config=drafter.config.text_config)
-    with torch.no_grad():
-        drafter.model.encoder(input_ids=ids[:, :6], cache=cache, use_cache=True)
-        logits = drafter(cache=cache, decoder_input_ids=canvas,
-                         decoder_position_ids=torch.arange(6, 10).expand(2, -1)).logits
+    logits = canvas_logits_after(drafter, ids[:, :6], canvas)
     per_token = F.cross_entropy(logits.flatten(0, 1), ids[:, 7:11].flatten(), reduction="none").view(2, 4)
     assert loss.item() == pytest.approx((per_token * position_weights(4, 2.0)).sum(-1).mean().item(), rel=1e-4)
 
