@@ -90,3 +90,20 @@ def test_importing_the_cli_leaves_torch_unloaded():
     code = "import sys, specdiff.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_fast_dtype_follows_the_measured_bfloat16_speedup():
+    from specdiff.cpu import bfloat16_speedup, fast_dtype
+
+    speedup = bfloat16_speedup()
+    assert 0 < speedup < float("inf")
+    assert fast_dtype() == ("bfloat16" if speedup >= 1.2 else "float32")
+
+
+def test_a_bfloat16_run_warns_where_this_cpu_emulates_it(capsys):
+    from specdiff.cpu import bfloat16_speedup
+    from specdiff.pairs import Models
+
+    Models(pair="pocket").load("bfloat16")
+    warned = "no native bfloat16" in capsys.readouterr().err
+    assert warned == (bfloat16_speedup() < 1.0)
