@@ -8,7 +8,10 @@ One interleaved run per suite, 128 new tokens, one thread. Besides the bench's s
 ``adaptive``, its rounds by proposer: how many, and their mean acceptance length (tokens committed a
 round, the verifier's own token included), so the drafter's share is read apart from the lookup's;
 ``--methods ... adaptive_lookup_only`` adds ``adaptive`` with the lookup as its only proposer, and
-``adaptive_wall_clock`` (sampling only) ``adaptive`` sampled without seeds, one policy across prompts.
+``adaptive_wall_clock`` (sampling only) ``adaptive`` sampled without seeds, one policy across prompts;
+``--candidate FOLDER`` adds ``adaptive_candidate``: ``adaptive`` with that drafter (a recipe run's
+``export/drafter``) in place of the shipped one, interleaved with the rest, so a new drafter is judged
+against the shipped one in one run.
 ``--temperature`` above 0 samples every method (prompt i seeded with seed + i; ``specdiff.evals.bench``).
 Writes ``benchmarks/results/bench_smol_<suite>_<tokens>[_bf16][_t07][SUFFIX].csv`` (+ ``.runs.csv``, ``.rounds.csv``;
 ``_t07`` for temperature 0.7).
@@ -27,13 +30,13 @@ from specdiff.pairs import Models, load_pair, pair_ar_drafter_folder
 ROUNDS: list[dict] = []
 
 
-def run_adaptive(ctx, prompt_ids, name, proposers=None, seeded=True):
-    """``adaptive`` (the policy ``ctx.extra[name]``, over ``proposers``, default all) on one prompt;
-    ``seeded=False`` samples without the prompt's seed."""
+def run_adaptive(ctx, prompt_ids, name, proposers=None, seeded=True, base=None):
+    """``adaptive`` (the policy ``ctx.extra[name]``, over ``proposers`` of ``base``, default all of the
+    bench's decoder) on one prompt; ``seeded=False`` samples without the prompt's seed."""
     from specdiff.controllers import Adaptive
     from specdiff.decoding import SpeculativeDecoder
 
-    base = ctx.decoder
+    base = ctx.decoder if base is None else base
     controller = ctx.extra.setdefault(name, Adaptive())
     drafting = list(base.proposers.values()) if proposers is None else [base.proposers[p] for p in proposers]
     decoder = SpeculativeDecoder(drafting, base.verifier, controller=controller, tokenizer=base.tokenizer)
@@ -46,12 +49,30 @@ def method_run(result):
                      **result.time_split())
 
 
-def recording_adaptive(ctx, prompt_ids):
-    """``adaptive`` as the bench runs it, its rounds kept (warm-up runs, shorter, are not)."""
-    result = run_adaptive(ctx, prompt_ids, "adaptive")
+def record_rounds(ctx, method: str, result) -> None:
+    """Keep ``result``'s rounds under ``method`` (warm-up runs, shorter, are not kept)."""
     if ctx.max_new_tokens == ARGS.max_new_tokens:
-        ROUNDS.extend(dict(proposer=s.proposer.value, block_size=s.block_size, steps=s.denoising_steps,
-                           accepted=s.accepted, committed=s.committed) for s in result.stats)
+        ROUNDS.extend(dict(method=method, proposer=s.proposer.value, block_size=s.block_size,
+                           steps=s.denoising_steps, accepted=s.accepted, committed=s.committed)
+                      for s in result.stats)
+
+
+def recording_adaptive(ctx, prompt_ids):
+    """``adaptive`` as the bench runs it, its rounds kept."""
+    result = run_adaptive(ctx, prompt_ids, "adaptive")
+    record_rounds(ctx, "adaptive", result)
+    return method_run(result)
+
+
+def candidate_adaptive(ctx, prompt_ids):
+    """``adaptive`` with the ``--candidate`` drafter (and the lookup) over the same verifier, its rounds kept."""
+    from specdiff.pairs import smol_decoder
+
+    if "candidate" not in ctx.extra:
+        ctx.extra["candidate"] = smol_decoder(ctx.decoder.verifier, drafter=Path(ARGS.candidate))
+    candidate = ctx.extra["candidate"]
+    result = run_adaptive(ctx, prompt_ids, "adaptive_candidate", base=candidate)
+    record_rounds(ctx, "adaptive_candidate", result)
     return method_run(result)
 
 
@@ -70,9 +91,10 @@ def adaptive_wall_clock(ctx, prompt_ids):
 
 
 def rounds_by_proposer(rounds: pd.DataFrame) -> pd.DataFrame:
-    table = rounds.groupby("proposer").agg(rounds=("committed", "size"), mean_acceptance_length=("committed", "mean"),
-                                           mean_block=("block_size", "mean"), mean_accepted=("accepted", "mean"))
-    table["round_share"] = table["rounds"] / table["rounds"].sum()
+    table = rounds.groupby(["method", "proposer"]).agg(
+        rounds=("committed", "size"), mean_acceptance_length=("committed", "mean"),
+        mean_block=("block_size", "mean"), mean_accepted=("accepted", "mean"))
+    table["round_share"] = table["rounds"] / table.groupby("method")["rounds"].transform("sum")
     return table.reset_index()
 
 
@@ -81,6 +103,8 @@ def main() -> None:
     bench.BENCH_METHODS["adaptive"] = BenchMethod(recording_adaptive)
     bench.BENCH_METHODS["adaptive_lookup_only"] = BenchMethod(adaptive_lookup_only)
     bench.BENCH_METHODS["adaptive_wall_clock"] = BenchMethod(adaptive_wall_clock)
+    bench.BENCH_METHODS["adaptive_candidate"] = BenchMethod(candidate_adaptive)
+    methods = list(ARGS.methods) + (["adaptive_candidate"] if ARGS.candidate else [])
     decoder = load_pair("smol", dtype=ARGS.dtype)
     ar_drafter = load_ar_drafter(str(pair_ar_drafter_folder(Models(pair="smol"))), decoder.verifier.model)
     suffix = "" if ARGS.dtype == "float32" else "_bf16"
@@ -91,7 +115,7 @@ def main() -> None:
         ROUNDS.clear()
         out = Path(f"benchmarks/results/bench_smol_{suite}_{ARGS.max_new_tokens}{suffix}.csv")
         config = BenchConfig(out=out, suite=suite, max_new_tokens=ARGS.max_new_tokens, limit=ARGS.limit, threads=1,
-                             grid_prompts=ARGS.grid_prompts, methods=tuple(ARGS.methods), grid_block_sizes=(4, 8, 16),
+                             grid_prompts=ARGS.grid_prompts, methods=tuple(methods), grid_block_sizes=(4, 8, 16),
                              overwrite=True, temperature=ARGS.temperature, seed=ARGS.seed)
         result = run_bench(config, decoder, ar_drafter=ar_drafter, progress=False)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -103,10 +127,13 @@ def main() -> None:
         print(f"\n{suite} ({ARGS.dtype}, {ARGS.max_new_tokens} tokens, temperature {ARGS.temperature:g}) {check}")
         print(result.summary[cols].round(3).to_string(index=False))
         summary = result.summary.set_index("method")
-        for other in ("ar", "hf_prompt_lookup", "assisted_ar_drafter", "adaptive_lookup_only", "adaptive_wall_clock"):
-            if "adaptive" in summary.index and other in summary.index:
-                ratio = summary.loc["adaptive", "tokens_per_s"] / summary.loc[other, "tokens_per_s"]
-                print(f"adaptive / {other}: {ratio:.3f}x")
+        others = ("ar", "hf_prompt_lookup", "assisted_ar_drafter", "adaptive_lookup_only", "adaptive_wall_clock",
+                  "adaptive")
+        for mine in ("adaptive", "adaptive_candidate"):
+            for other in others:
+                if mine != other and mine in summary.index and other in summary.index:
+                    ratio = summary.loc[mine, "tokens_per_s"] / summary.loc[other, "tokens_per_s"]
+                    print(f"{mine} / {other}: {ratio:.3f}x")
         if ROUNDS:
             rounds = pd.DataFrame(ROUNDS)
             rounds.to_csv(out.with_name(out.stem + ".rounds.csv"), index=False)
@@ -124,6 +151,7 @@ if __name__ == "__main__":
     parser.add_argument("--temperature", type=float, default=BenchConfig.temperature)
     parser.add_argument("--seed", type=int, default=BenchConfig.seed)
     parser.add_argument("--suffix", default="", help="appended to the output files' names (e.g. _seed1)")
+    parser.add_argument("--candidate", default=None, help="a drafter folder to bench as adaptive_candidate")
     parser.add_argument("--methods", nargs="+",
                         default=["ar", "hf_prompt_lookup", "assisted_ar_drafter", "adaptive"])
     ARGS = parser.parse_args()

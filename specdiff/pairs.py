@@ -99,9 +99,10 @@ def _load_smol(controller: Any | None = None, drafter: bool = True, **kwargs: An
     return smol_decoder(load_smol_verifier(**kwargs), controller, drafter=drafter)
 
 
-def smol_decoder(verifier: Any, controller: Any | None = None, drafter: bool = True) -> Any:
+def smol_decoder(verifier: Any, controller: Any | None = None, drafter: bool | Path = True) -> Any:
     """The smol pair's decoder over a loaded smol verifier: the shipped DiffusionGemma drafter (unless
-    ``drafter=False``) and the n-gram lookup propose.
+    ``drafter=False``; a folder: that drafter instead, e.g. a recipe run's export) and the n-gram
+    lookup propose.
 
     The drafter computes in float32 whatever the verifier's dtype: at hidden 64 it costs a fifth of
     a verifier step either way, and its proposals never change the output, only how much is accepted.
@@ -114,7 +115,8 @@ def smol_decoder(verifier: Any, controller: Any | None = None, drafter: bool = T
     proposers: list[Any] = []
     seed = ContextSeed()
     if drafter:
-        diffusion = DiffusionGemmaDrafter.from_pretrained(smol_folder("drafter"), dtype=torch.float32)
+        folder = smol_folder("drafter") if drafter is True else drafter
+        diffusion = DiffusionGemmaDrafter.from_pretrained(folder, dtype=torch.float32)
         diffusion.tokenizer = verifier.tokenizer  # shipped without one: it shares the verifier's
         seed = diffusion.context_seed or seed
         proposers.append(diffusion)

@@ -185,13 +185,21 @@ def test_ctrl_c_exits_130_naming_resume(tiny_dirs, mini_suite, tmp_path):
     command = [sys.executable, "-m", "specdiff", "sweep", "--suite", str(mini_suite), "--proposers", "diffusion",
                "--block-sizes", "2,4", "--steps", "1,2", "--seeds", "0,1,2,3,4,5,6,7", "--max-new-tokens", "40",
                "--drafter", str(tiny_dirs[1]), "--verifier", str(tiny_dirs[0]), "--out", str(out)]
+    # PYTHONFAULTHANDLER: a child that has not exited two minutes after the signal (seen once, on a
+    # machine running three jobs) is sent SIGABRT and prints every thread's stack, so the failure
+    # shows where it hung.
     child = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+                             env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"})
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (journal_path(out).exists() and journal_path(out).read_text()):
         time.sleep(0.1)
     child.send_signal(signal.SIGINT)
-    _, err = child.communicate(timeout=60)
-    assert child.returncode == 130
+    try:
+        _, err = child.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGABRT)
+        _, err = child.communicate(timeout=30)
+        raise AssertionError(f"the sweep did not exit after SIGINT; its threads:\n{err[-6000:]}") from None
+    assert child.returncode == 130, err[-3000:]
     assert "--resume" in err and str(journal_path(out)) in err.replace("\n", "")
     assert len(pd.DataFrame(Journal(journal_path(out)).read())) >= 1
