@@ -59,6 +59,10 @@ OTHERS = [
      "its accuracy tables in smol_drafter_next_token/, its bench in bench_smol_*_128_nt.csv)",
      "OMP_NUM_THREADS=2 .venv/bin/specdiff drafter train --pair smol --out .drafter_run/smol2 --budget-minutes 55 "
      "--threads 2"),
+    ("smol_drafter_run3_card.md", "the model card of the third smol drafter run (float32 distillation, 114k "
+     "tokens; not shipped; its accuracy tables in smol_drafter_run3/, its bench as adaptive_candidate in "
+     "bench_smol_*_128_run3.csv)",
+     "OMP_NUM_THREADS=1 .venv/bin/specdiff drafter train --pair smol --out .drafter_run/smol3 --budget-minutes 100"),
     ("estimate_check.md", "the GPU cost model against published figures",
      ".venv/bin/python benchmarks/estimate_check.py"),
     ("estimate_cpu_check.md", "the cost model on this CPU, held-out configurations",
