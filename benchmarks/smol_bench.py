@@ -5,8 +5,9 @@ beside plain decoding, transformers' prompt lookup and assisted generation with 
         [--temperature 0.7 [--seed 0]]
 
 One interleaved run per suite, 128 new tokens, one thread. Besides the bench's summary it prints, for
-``adaptive``, its rounds by proposer: how many, and their mean acceptance length (tokens committed a
-round, the verifier's own token included), so the drafter's share is read apart from the lookup's;
+``adaptive`` (and ``adaptive_candidate``), its rounds by proposer: how many, and their mean acceptance
+length (tokens committed a round, the verifier's own token included), so the drafter's share is read
+apart from the lookup's;
 ``--methods ... adaptive_lookup_only`` adds ``adaptive`` with the lookup as its only proposer, and
 ``adaptive_wall_clock`` (sampling only) ``adaptive`` sampled without seeds, one policy across prompts;
 ``--candidate FOLDER`` adds ``adaptive_candidate``: ``adaptive`` with that drafter (a recipe run's

@@ -1,10 +1,11 @@
 """What this CPU does fast: whether bfloat16 matrix products beat float32 ones here.
 
 bfloat16 pays only where the CPU multiplies it natively (AVX-512 BF16 or AMX): there a batched
-SmolLM2 forward runs about 2x faster than in float32. Elsewhere torch emulates it, and on an
-AVX2-only EPYC here a [64, 576] x [576, 1536] product ran at 1.1 GFLOP/s against float32's 34, so
-the recipe's bfloat16 distillation wrote 15 verifier tokens a second instead of 48. Measured,
-not read off CPU flags: the flags say what the hardware has, not what torch's kernels use.
+SmolLM2 forward runs about 2x faster than in float32. Elsewhere torch emulates it: on an AVX2-only
+EPYC here `python -c "from specdiff.cpu import bfloat16_speedup; print(bfloat16_speedup())"` printed
+0.032 (bfloat16 31x slower), and the drafter recipe's distillation in bfloat16 wrote about 15
+verifier tokens a second against 47.7 in float32. Measured, not read off CPU flags: the flags say
+what the hardware has, not what torch's kernels use.
 """
 
 from __future__ import annotations
@@ -42,3 +43,13 @@ def bfloat16_speedup() -> float:
 def fast_dtype() -> str:
     """``"bfloat16"`` where this CPU multiplies it at least 1.2x faster than float32, else ``"float32"``."""
     return "bfloat16" if bfloat16_speedup() >= 1.2 else "float32"
+
+
+# A dtype setting meaning "whichever of float32 and bfloat16 is faster on this CPU" (not transformers'
+# "auto", which means the checkpoint's own dtype).
+FASTEST = "fastest"
+
+
+def resolve_dtype(name: str) -> str:
+    """``name`` itself, or for ``FASTEST`` this CPU's ``fast_dtype()``."""
+    return fast_dtype() if name == FASTEST else name

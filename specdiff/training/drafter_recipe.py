@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from specdiff.cpu import bfloat16_speedup, fast_dtype
+from specdiff.cpu import FASTEST, bfloat16_speedup, resolve_dtype
 from specdiff.drafts.ngram import CONFIG_KEY
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import loop_share
@@ -134,9 +134,11 @@ def _stage_heldout_data(run: RecipeRun) -> dict:
 
 def _stage_distill_data(run: RecipeRun) -> dict:
     plan = run.cfg.scaled_plan(run.cfg.distill)
-    dtype = fast_dtype() if run.cfg.distill_dtype == "auto" else run.cfg.distill_dtype
-    info = _generation_stage(run, "distill_data", "train", plan, dtype, greedy_only=False)
-    return dict(info, bfloat16_speedup=bfloat16_speedup())  # this CPU's, beside the dtype it chose
+    info = _generation_stage(run, "distill_data", "train", plan, resolve_dtype(run.cfg.distill_dtype),
+                             greedy_only=False)
+    if run.cfg.distill_dtype == FASTEST:  # what the choice rested on
+        info["bfloat16_speedup"] = bfloat16_speedup()
+    return info
 
 
 # ---------------------------------------------------------------------------------------------
