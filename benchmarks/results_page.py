@@ -63,6 +63,8 @@ OTHERS = [
      "tokens; not shipped; its accuracy tables in smol_drafter_run3/, its bench as adaptive_candidate in "
      "bench_smol_*_128_run3.csv)",
      "OMP_NUM_THREADS=1 .venv/bin/specdiff drafter train --pair smol --out .drafter_run/smol3 --budget-minutes 100"),
+    ("drafter_positions.md", "the smol drafter's accuracy by cut into the answer, offline beside the live rounds",
+     "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/drafter_positions.py"),
     ("estimate_check.md", "the GPU cost model against published figures",
      ".venv/bin/python benchmarks/estimate_check.py"),
     ("estimate_cpu_check.md", "the cost model on this CPU, held-out configurations",
