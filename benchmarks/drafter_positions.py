@@ -3,8 +3,9 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/drafter_positions.py [--suites chat code] [--limit 8]
         [--drafter FOLDER] [--block 8] [--every 8]
 
-The recipe's evaluation (``specdiff.training.drafter_eval``) cuts each held-out continuation at a few
-fixed points (0, 16, 48 tokens in); a decode proposes at every round start. This asks whether the two
+The recipe's evaluation (``specdiff.training.drafter_eval``) cut each held-out continuation at a few
+fixed points (0, 16, 48 tokens in, before this script moved it to every 16th); a decode proposes at
+every round start. This asks whether the two
 agree, on a bench suite's own prompts:
 
 1. the verifier's float32 greedy continuation of each prompt (``--max-new-tokens``, 128);
