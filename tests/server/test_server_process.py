@@ -89,6 +89,24 @@ def test_the_sync_client_on_both_endpoints_streamed_or_not(server, chat_pocket, 
         sync.completions.create(model="gpt-4o", prompt=prompt, max_tokens=4)
 
 
+def test_the_async_client_on_chat_streamed_or_not(server, chat_pocket):
+    _, client = clients(server[0])
+    messages = [{"role": "user", "content": "Write a class that holds a stack of items."}]
+    text, tokens = greedy_text(chat_pocket, messages)
+
+    async def both():
+        whole = await client.chat.completions.create(model=MODEL, messages=messages, max_tokens=NEW, temperature=0)
+        stream = await client.chat.completions.create(model=MODEL, messages=messages, max_tokens=NEW,
+                                                      temperature=0, stream=True)
+        return whole, [chunk async for chunk in stream]
+
+    whole, chunks = asyncio.run(asyncio.wait_for(both(), timeout=120))
+    assert whole.choices[0].message.content == text and whole.usage.completion_tokens == len(tokens)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
+    assert chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
+
+
 def test_concurrent_greedy_requests_each_get_their_own_answer(server, pocket, code_prompts):
     base = server[0]
     _, client = clients(base)
