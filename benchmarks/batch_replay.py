@@ -113,7 +113,9 @@ def replay(policy, prompts: list[list[int]], outputs: list[list[int]], limits, m
             accepted.append(n)
         width = max(proposed)
         committed = [n + 1 for n in accepted]
-        kind = choice.proposer if width else Proposer.PLAIN
+        # A lookup round in which no row guessed stays a lookup round (as in the decoder), a plain forward.
+        kind = choice.proposer if width or (choice.proposer is Proposer.NGRAM and max(caps) > 0) else Proposer.PLAIN
+        drafted = kind is not Proposer.PLAIN
         verify = cost.forward(rows, 1 + width) + (
             cost.rollback_ragged if width and len(set(committed)) > 1 else cost.rollback_same)
         draft = {Proposer.NGRAM: cost.lookup_per_row * rows, Proposer.PLAIN: 0.0}.get(
@@ -124,10 +126,10 @@ def replay(policy, prompts: list[list[int]], outputs: list[list[int]], limits, m
             return ms / 1e3 * float(np.exp(rng.normal(0.0, noise)))
 
         policy.observe(BatchRoundStats(
-            round_index=rounds, batch_size=rows, proposer=kind, block_size=choice.block_size if width else 0,
-            denoising_steps=choice.denoising_steps if width else 0,
-            denoising_steps_used=choice.denoising_steps if width else 0, scored=1 + width,
-            blocks=tuple(caps) if width else (0,) * rows, proposed=tuple(proposed), accepted=tuple(accepted),
+            round_index=rounds, batch_size=rows, proposer=kind, block_size=choice.block_size if drafted else 0,
+            denoising_steps=choice.denoising_steps if drafted else 0,
+            denoising_steps_used=choice.denoising_steps if drafted else 0, scored=1 + width,
+            blocks=tuple(caps) if drafted else (0,) * rows, proposed=tuple(proposed), accepted=tuple(accepted),
             committed=tuple(committed), side_reach=(-1,) * rows, draft_s=jitter(draft), verify_s=jitter(verify),
             other_s=jitter(cost.other), fed=1))
         rounds += 1

@@ -74,7 +74,8 @@ def play(
         script = accepted_for(i, choice)
         proposed = k if script is not None else 0
         accepted = min(proposed, script or 0)
-        draft_s, verify_s = machine.seconds(i, k, choice)
+        draft_s, _ = machine.seconds(i, k, choice)
+        verify_s = machine.seconds(i, proposed, choice)[1]  # a lookup without a guess verifies one token
         steps = choice.denoising_steps if k else 0
         modelled = choice.proposer is DIFFUSION and k > 0
         policy.observe(RoundStats(i, k, steps, steps, proposed, accepted, accepted + 1, draft_s, verify_s, 0.0,
