@@ -202,12 +202,17 @@ class BatchAdaptive:
             return self.costs.get(batch, CostModel())
         return self.costs[min(self.costs, key=lambda b: (abs(np.log(b / batch)), b))]
 
-    def rates(self, batch: int) -> tuple[np.ndarray, float]:
+    def priced(self, batch: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """What a decision weighs at ``batch`` rows: expected tokens a row ``[R, C + 1]`` (by block
+        size), and the predicted seconds of a round ``[R, G]`` and of a plain one. ``choose`` computes
+        it once for ``rates`` and ``paying_blocks`` (twice, it was most of the policy's compute)."""
+        return self.counts.expected_tokens(0)[0], *self.round_seconds(batch)
+
+    def rates(self, batch: int, priced: tuple | None = None) -> tuple[np.ndarray, float]:
         """Predicted committed tokens per second for the batch: ``[R, G]`` drafting (-inf where a
-        setting's proposer cannot draft that block), and plain."""
-        tokens = self.counts.expected_tokens(0)[0][:, self.grid]  # [R, G]
-        seconds, plain = self.round_seconds(batch)
-        return np.where(self.grid_ok, batch * tokens / seconds, -np.inf), batch / plain
+        setting's proposer cannot draft that block), and plain (``priced``: ``self.priced(batch)``)."""
+        tokens, seconds, plain = priced or self.priced(batch)
+        return np.where(self.grid_ok, batch * tokens[:, self.grid] / seconds, -np.inf), batch / plain
 
     def round_seconds(self, batch: int) -> tuple[np.ndarray, float]:
         """Predicted seconds of a round at ``batch`` rows: ``[R, G]`` drafting, and plain."""
@@ -231,7 +236,7 @@ class BatchAdaptive:
         at = self.costs[batch].verify.predict(widest) - self.verify.predict(batch * widest)
         return np.where(blocks + 1 <= widest, own, shared + at)
 
-    def paying_blocks(self, batch: int) -> np.ndarray:
+    def paying_blocks(self, batch: int, priced: tuple | None = None) -> np.ndarray:
         """``[R, G]``: the blocks whose round costs at most ``1 / (1 - a)`` plain rounds, ``a`` the
         setting's pooled chance that a row's first draft token is accepted (K = 1 always passes).
 
@@ -242,8 +247,8 @@ class BatchAdaptive:
         acceptance, blocks of 8 to 12 won, where fixed blocks of 3 or 4 finished the batch in 0.8x
         the time; at B = 1 the forward's cost hardly rises with K and nothing is cut.
         """
-        seconds, plain = self.round_seconds(batch)
-        first = np.clip(self.counts.expected_tokens(0)[0][:, 1] - 1.0, 0.0, 0.9)  # [R]
+        tokens, seconds, plain = priced or self.priced(batch)
+        first = np.clip(tokens[:, 1] - 1.0, 0.0, 0.9)  # [R]
         return (seconds <= plain / (1.0 - first[:, None])) | (self.grid[None, :] == 1)
 
     # -- the protocol ------------------------------------------------------------------------------
@@ -251,8 +256,9 @@ class BatchAdaptive:
     def choose(self, batch_size: int) -> Choice:
         if self.rounds_seen < len(self.warmup):
             return self.warmup[self.rounds_seen]
-        rates, plain = self.rates(batch_size)
-        rates = np.where(self.paying_blocks(batch_size), rates, -np.inf)
+        priced = self.priced(batch_size)
+        rates, plain = self.rates(batch_size, priced)
+        rates = np.where(self.paying_blocks(batch_size, priced), rates, -np.inf)
         r, g = np.unravel_index(int(np.argmax(rates)), rates.shape)
         best, best_rate = self.settings.choice(int(r), int(self.grid[g])), float(rates[r, g])
         if self.current.proposer is Proposer.PLAIN:
