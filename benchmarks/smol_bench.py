@@ -40,7 +40,8 @@ def run_adaptive(ctx, prompt_ids, name, proposers=None, seeded=True, base=None):
     base = ctx.decoder if base is None else base
     controller = ctx.extra.setdefault(name, Adaptive())
     drafting = list(base.proposers.values()) if proposers is None else [base.proposers[p] for p in proposers]
-    decoder = SpeculativeDecoder(drafting, base.verifier, controller=controller, tokenizer=base.tokenizer)
+    decoder = SpeculativeDecoder(drafting, base.verifier, controller=controller, tokenizer=base.tokenizer,
+                                 nominal_clock=base.nominal_clock)
     sampling = {k: v for k, v in ctx.sampling().items() if seeded or k != "seed"}
     return decoder.generate(prompt_ids, max_new_tokens=ctx.max_new_tokens, **sampling)
 

@@ -122,7 +122,8 @@ def speculative(make_controller: Callable[[BenchContext], Any]) -> Runner:
 
         base = ctx.decoder
         decoder = SpeculativeDecoder(
-            list(base.proposers.values()), base.verifier, controller=make_controller(ctx), tokenizer=base.tokenizer
+            list(base.proposers.values()), base.verifier, controller=make_controller(ctx), tokenizer=base.tokenizer,
+            nominal_clock=base.nominal_clock,
         )
         result = decoder.generate(prompt_ids, max_new_tokens=ctx.max_new_tokens, **ctx.sampling())
         split = result.time_split()

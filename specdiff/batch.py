@@ -29,6 +29,7 @@ import time
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from typing import Any
 
 import torch
@@ -111,7 +112,7 @@ class BatchRun:
         self.policy = policy_for(decoder, self.args, policy)
         self.policy.reset(decoder.limits, decoder.max_steps)
         # A seeded batch's policy learns from nominal seconds, so its choices repeat.
-        self.clock = nominal_batch_seconds if self.args.seed is not None else None
+        self.clock = partial(nominal_batch_seconds, clock=decoder.nominal_clock) if self.args.seed is not None else None
         self.generator = torch.Generator(device=decoder.verifier.device)
         if self.args.seed is None:
             self.generator.seed()

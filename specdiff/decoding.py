@@ -28,7 +28,7 @@ import torch
 from specdiff.acceptance import AcceptanceOutcome, greedy_accept, stochastic_accept
 from specdiff.args import GenerateArgs
 from specdiff.controllers import Adaptive, Controller, Fixed, check_choice, check_steps
-from specdiff.controllers.cost import nominal_seconds
+from specdiff.controllers.cost import NominalClock, nominal_seconds
 from specdiff.errors import SpecdiffError
 from specdiff.metrics import GenerationResult, RoundStats
 from specdiff.prompts import prompt_token_ids
@@ -87,6 +87,8 @@ class SpeculativeDecoder:
         verifier: a verifier adapter (``specdiff.verifiers.CausalLMVerifier``).
         controller: picks each round's proposer, block size and steps; ``Adaptive()`` when omitted.
         tokenizer: for string prompts and text; the verifier's (else a drafter's) when omitted.
+        nominal_clock: the seconds a seeded call's policy learns from, so that it repeats (``NominalClock``;
+            a pair whose multi-token forwards cost more than the pocket pair's carries its own).
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class SpeculativeDecoder:
         verifier: Verifier,
         controller: Controller | None = None,
         tokenizer: Any | None = None,
+        nominal_clock: NominalClock = nominal_seconds,
     ) -> None:
         engines = list(drafter) if isinstance(drafter, (list, tuple)) else [drafter]
         if not engines:
@@ -113,6 +116,7 @@ class SpeculativeDecoder:
         self.drafter = engines[0]
         self.verifier = verifier
         self.controller = controller if controller is not None else Adaptive()
+        self.nominal_clock = nominal_clock  # what a seeded call's policy learns from (``NominalClock``)
         self.tokenizer = tokenizer or verifier.tokenizer or next((e.tokenizer for e in engines if e.tokenizer), None)
         verifier_tok = verifier.tokenizer
         for engine in engines:
@@ -206,7 +210,7 @@ class SpeculativeDecoder:
         sampling, max_new_tokens, limits, max_steps = args.sampling, args.max_new_tokens, self.limits, self.max_steps
         # A seeded run's policy learns from nominal seconds, so its choices (and so the drafter's
         # draws from the generator) repeat; the stats it yields keep the measured ones.
-        clock = nominal_seconds if args.seed is not None else None
+        clock = self.nominal_clock if args.seed is not None else None
         generator = torch.Generator(device=device)
         if args.seed is None:
             generator.seed()

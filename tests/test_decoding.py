@@ -131,6 +131,28 @@ def test_a_seeded_run_repeats_under_the_adaptive_policy(drafter, verifier):
     assert len({c[0] for c in choices(runs[0])}) > 1  # the policy really moved between proposers
 
 
+def test_a_seeded_policy_learns_on_its_decoders_nominal_clock(drafter, verifier):
+    """A pair whose multi-token forwards are dear carries a clock that says so: on a clock where each
+    token scored past the first costs two plain steps no block pays, and the seeded policy settles on
+    plain decoding; on the default clock (the pocket pair's cheap blocks) it drafts. Each repeats."""
+    from specdiff.drafts import NgramLookup
+
+    from specdiff import SpeculativeDecoder
+    from specdiff.controllers.cost import NominalClock
+
+    def drafted(clock: NominalClock) -> tuple[int, list[int]]:
+        lookup = NgramLookup(verifier.vocab_size, max_block_size=drafter.canvas_length)
+        decoder = SpeculativeDecoder([drafter, lookup], verifier, nominal_clock=clock)
+        result = decoder.generate(prompt_of(6) * 3, max_new_tokens=80, temperature=0.7, seed=3, eos_token_id=[])
+        return sum(s.proposed > 0 for s in result.stats[8:]), result.token_ids  # past the warm-up
+
+    dear = NominalClock(verify_per_token=2.0)
+    cheap_rounds, _ = drafted(NominalClock())
+    dear_rounds, tokens = drafted(dear)
+    assert dear_rounds < cheap_rounds / 3
+    assert drafted(dear)[1] == tokens
+
+
 def test_seeded_sampling_repeats(decoder):
     prompt = prompt_of(6)
     kwargs = dict(max_new_tokens=20, block_size=4, denoising_steps=2, temperature=1.0, top_k=20,

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from specdiff.controllers.base import Limits, canvas_of, check_choice
-from specdiff.controllers.cost import NOMINAL_DRAFT_TOKEN, NOMINAL_LOOKUP, NOMINAL_STEP, NOMINAL_VERIFY, CostModel
+from specdiff.controllers.cost import CostModel, NominalClock, nominal_seconds
 from specdiff.controllers.fits import KnotFit
 from specdiff.controllers.reach import ReachCounts, block_grid
 from specdiff.controllers.settings import Settings, next_move
@@ -71,14 +71,14 @@ class BatchRoundStats:
         return self.draft_s + self.verify_s + self.other_s
 
 
-def nominal_batch_seconds(stats: BatchRoundStats) -> BatchRoundStats:
-    """``stats`` on the nominal clock (``specdiff.controllers.cost.nominal_seconds``), scaled by the
-    rows: a seeded batch's policy then makes the same choices on every run."""
-    rows, verify = stats.batch_size, NOMINAL_VERIFY[0] + NOMINAL_VERIFY[1] * stats.batch_size * stats.scored
+def nominal_batch_seconds(stats: BatchRoundStats, clock: NominalClock = nominal_seconds) -> BatchRoundStats:
+    """``stats`` on a nominal clock (``specdiff.controllers.cost.NominalClock``), scaled by the rows: a
+    seeded batch's policy then makes the same choices on every run."""
+    rows, verify = stats.batch_size, clock.verify_base + clock.verify_per_token * stats.batch_size * stats.scored
     if stats.proposer is Proposer.DIFFUSION:
-        draft = NOMINAL_STEP * stats.denoising_steps_used + NOMINAL_DRAFT_TOKEN * stats.block_size * rows
+        draft = clock.step * stats.denoising_steps_used + clock.draft_token * stats.block_size * rows
     elif stats.proposer is Proposer.NGRAM:
-        draft = NOMINAL_LOOKUP * rows
+        draft = clock.lookup * rows
     else:
         draft = 0.0
     return replace(stats, draft_s=draft, verify_s=verify, other_s=0.0)

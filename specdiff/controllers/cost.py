@@ -72,21 +72,40 @@ class CostModel:
         return float(self.draft_many(denoising_steps, block_size, lookup)) + verify_s
 
 
-# A seeded run's clock: nominal seconds, in units of one 1-token verifier forward, so that a policy
-# that learns from seconds makes the same choices on every run (measured seconds never repeat).
-# The ratios follow the pocket pair on a CPU: a denoising step about half a verifier forward, a
-# verifier forward over K + 1 tokens slowly rising, the n-gram lookup nearly free.
-NOMINAL_VERIFY = (1.0, 0.02)  # intercept, per extra token scored
-NOMINAL_STEP, NOMINAL_DRAFT_TOKEN, NOMINAL_LOOKUP = 0.5, 0.005, 0.01
+@dataclass(frozen=True)
+class NominalClock:
+    """A seeded run's clock: nominal seconds, in units of one 1-token verifier forward, so that a
+    policy that learns from seconds makes the same choices on every run (measured seconds never
+    repeat). A pair carries its own (``SpeculativeDecoder(nominal_clock=...)``); the default's ratios
+    follow the pocket pair on a CPU: a denoising step about half a verifier forward, a verifier
+    forward over K + 1 tokens slowly rising, the n-gram lookup nearly free. A clock whose verify
+    slope is far below the pair's real one makes a seeded policy draft blocks that do not pay: the
+    smol pair in float32 (a forward over 8 / 16 tokens costs 1.73x / 2.23x a 1-token one, where the
+    default clock says 1.14x / 1.30x) sampled at 0.7 ran at 0.86x plain decoding on chat on the
+    default clock, 1.08x on its own (``benchmarks/nominal_clock.py``).
+
+    Attributes:
+        verify_base, verify_per_token: a verifier forward, and each token it scores past the first.
+        step, draft_token: a denoising step of the drafter, and its head per proposed token.
+        lookup: an n-gram lookup round's drafting.
+    """
+
+    verify_base: float = 1.0
+    verify_per_token: float = 0.02
+    step: float = 0.5
+    draft_token: float = 0.005
+    lookup: float = 0.01
+
+    def __call__(self, stats: RoundStats) -> RoundStats:
+        """``stats`` with its seconds replaced by the nominal ones (a pure function of the round)."""
+        verify = self.verify_base + self.verify_per_token * stats.proposed
+        if stats.proposer is Proposer.DIFFUSION:
+            draft = self.step * stats.denoising_steps_used + self.draft_token * stats.block_size
+        elif stats.proposer is Proposer.PLAIN:
+            draft = 0.0
+        else:
+            draft = self.lookup
+        return replace(stats, draft_s=draft, verify_s=verify, other_s=0.0)
 
 
-def nominal_seconds(stats: RoundStats) -> RoundStats:
-    """``stats`` with its seconds replaced by the nominal clock's (a pure function of the round)."""
-    verify = NOMINAL_VERIFY[0] + NOMINAL_VERIFY[1] * stats.proposed
-    if stats.proposer is Proposer.DIFFUSION:
-        draft = NOMINAL_STEP * stats.denoising_steps_used + NOMINAL_DRAFT_TOKEN * stats.block_size
-    elif stats.proposer is Proposer.PLAIN:
-        draft = 0.0
-    else:
-        draft = NOMINAL_LOOKUP
-    return replace(stats, draft_s=draft, verify_s=verify, other_s=0.0)
+nominal_seconds = NominalClock()  # the default clock, as a function of a round

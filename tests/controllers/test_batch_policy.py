@@ -7,6 +7,7 @@ import pytest
 from specdiff import SpecdiffError
 from specdiff.controllers import PLAIN, Choice, Proposer
 from specdiff.controllers.batch import BatchAdaptive, BatchFixed, BatchRoundStats, nominal_batch_seconds
+from specdiff.controllers.cost import NominalClock
 
 LIMITS = {Proposer.DIFFUSION: 16, Proposer.NGRAM: 16}
 
@@ -75,6 +76,9 @@ def test_nominal_clock_depends_only_on_the_round():
     b = played(Choice.diffusion(8, 2), 4, 3, 0, 9.0)
     assert nominal_batch_seconds(a) == nominal_batch_seconds(b)
     assert nominal_batch_seconds(played(Choice.ngram(8), 4, 3, 0, 1.0)).draft_s < nominal_batch_seconds(a).draft_s
+    dear = NominalClock(verify_per_token=0.5, step=2.0)  # a pair's own clock: each row-token scored costs half a step
+    assert nominal_batch_seconds(a, dear).verify_s == pytest.approx(1.0 + 0.5 * 4 * 9)
+    assert nominal_batch_seconds(a, dear).draft_s == pytest.approx(2.0 * 2 + dear.draft_token * 8 * 4)
 
 
 def test_a_compute_bound_verifier_makes_even_a_perfect_lookup_lose_to_plain_decoding():

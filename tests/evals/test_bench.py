@@ -187,3 +187,24 @@ def test_on_the_pocket_pair_a_sampled_bench_accepts_drafts(tmp_path):
     summary = run_bench(config, progress=False).summary.set_index("method")
     assert summary["tokens_per_s"].gt(0).all() and summary["greedy_identical"].eq(SAMPLED_LABEL).all()
     assert summary.loc[["fixed_best", "heuristic", "adaptive"], "mean_acceptance_length"].max() > 1.0
+
+
+def test_a_seeded_bench_policy_learns_on_the_pairs_nominal_clock(decoder, ar_drafter, mini_suite, monkeypatch):
+    """The bench rebuilds a decoder per method over the pair's proposers: its seeded policy must see the
+    pair's clock (the smol pair's prices float32 blocks as they cost), not the default."""
+    from specdiff.controllers.cost import NominalClock
+
+    from specdiff import SpeculativeDecoder
+
+    clock, seen = NominalClock(verify_per_token=0.5), []
+    generate = SpeculativeDecoder.generate
+
+    def spying(self, *args, **kwargs):
+        seen.append(self.nominal_clock)
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(decoder, "nominal_clock", clock)
+    monkeypatch.setattr(SpeculativeDecoder, "generate", spying)
+    config = BenchConfig(out=Path("b.csv"), suite=str(mini_suite), **dict(SAMPLED, methods=("ar", "adaptive")))
+    run_bench(config, decoder, ar_drafter, progress=False)
+    assert seen and all(c is clock for c in seen)

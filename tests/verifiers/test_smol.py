@@ -137,4 +137,6 @@ def test_named_pairs(smol_folder):
     assert {s.proposer.value for s in result.stats} <= {"diffusion", "ngram", "plain"}
     # The shipped drafter shares the verifier's vocabulary and tokenizer.
     assert {p.value for p in smol.proposers} == {"diffusion", "ngram"}
+    # A seeded call's clock prices its blocks as float32 SmolLM2 forwards cost (NOTES), not the pocket pair's.
+    assert smol.nominal_clock.verify_per_token == 0.08 and load_pair("pocket").nominal_clock.verify_per_token == 0.02
     assert smol.proposers[Proposer.DIFFUSION].vocab_size == smol.verifier.vocab_size
