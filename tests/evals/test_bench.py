@@ -192,9 +192,8 @@ def test_on_the_pocket_pair_a_sampled_bench_accepts_drafts(tmp_path):
 def test_a_seeded_bench_policy_learns_on_the_pairs_nominal_clock(decoder, ar_drafter, mini_suite, monkeypatch):
     """The bench rebuilds a decoder per method over the pair's proposers: its seeded policy must see the
     pair's clock (the smol pair's prices float32 blocks as they cost), not the default."""
-    from specdiff.controllers.cost import NominalClock
-
     from specdiff import SpeculativeDecoder
+    from specdiff.controllers.cost import NominalClock
 
     clock, seen = NominalClock(verify_per_token=0.5), []
     generate = SpeculativeDecoder.generate
