@@ -16,7 +16,10 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from specdiff.controllers.cost import NominalClock
 
 from specdiff.errors import SpecdiffError
 
@@ -125,7 +128,7 @@ def smol_decoder(verifier: Any, controller: Any | None = None, drafter: bool | P
     return SpeculativeDecoder(proposers, verifier, controller=controller, nominal_clock=clock)
 
 
-def smol_clock(dtype: Any) -> Any:
+def smol_clock(dtype: Any) -> NominalClock:
     """The smol pair's nominal clock (a seeded call's, ``NominalClock``), from its measured costs
     (``../shared/NOTES.md``): a SmolLM2 forward over 8 / 16 tokens costs 1.73x / 2.23x a 1-token one in
     float32 (0.08 a token past the first), 1.10x / 1.34x in bfloat16 (0.02, the default's); the

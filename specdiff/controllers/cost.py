@@ -81,8 +81,8 @@ class NominalClock:
     forward over K + 1 tokens slowly rising, the n-gram lookup nearly free. A clock whose verify
     slope is far below the pair's real one makes a seeded policy draft blocks that do not pay: the
     smol pair in float32 (a forward over 8 / 16 tokens costs 1.73x / 2.23x a 1-token one, where the
-    default clock says 1.14x / 1.30x) sampled at 0.7 ran at 0.86x plain decoding on chat on the
-    default clock, 1.08x on its own (``benchmarks/nominal_clock.py``).
+    default clock says 1.14x / 1.30x) sampled at 0.7 ran chat at 0.91x plain decoding on the
+    default clock, 1.13x on its own (``benchmarks/nominal_clock.py``).
 
     Attributes:
         verify_base, verify_per_token: a verifier forward, and each token it scores past the first.
