@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 import torch
+from specdiff.verifiers.attention import use_grouped_attention
 from transformers import AutoModelForCausalLM, DynamicCache, PreTrainedModel
 
 from specdiff.errors import SpecdiffError
@@ -33,12 +34,17 @@ class CausalLMVerifier:
     Args:
         model: the causal LM (any device and dtype).
         tokenizer: optional; used for string prompts and decoding.
+        grouped_attention: on the CPU, switch a grouped-query model from transformers' ``sdpa`` to
+            ``specdiff.verifiers.attention.GQA_SDPA``, which scores a multi-token block without
+            copying the KV cache (bit-identical outputs; False keeps the model as it is).
     """
 
-    def __init__(self, model: PreTrainedModel, tokenizer: Any | None = None) -> None:
+    def __init__(self, model: PreTrainedModel, tokenizer: Any | None = None, grouped_attention: bool = True) -> None:
         if not hasattr(model, "generation_config") or not callable(getattr(model, "forward", None)):
             raise SpecdiffError(f"CausalLMVerifier needs a transformers causal LM, got {type(model).__name__}")
         self.model = model.eval()
+        if grouped_attention:
+            use_grouped_attention(self.model)
         self.tokenizer = tokenizer
         text_config = model.config.get_text_config()
         self.vocab_size: int = int(text_config.vocab_size)
@@ -46,10 +52,11 @@ class CausalLMVerifier:
         self.eos_token_ids: tuple[int, ...] = eos_ids_of(model.generation_config)
 
     @classmethod
-    def from_pretrained(cls, path_or_id: str | os.PathLike[str], **kwargs: Any) -> CausalLMVerifier:
+    def from_pretrained(cls, path_or_id: str | os.PathLike[str], grouped_attention: bool = True,
+                        **kwargs: Any) -> CausalLMVerifier:
         """Load from a saved folder or hub id; ``dtype``, ``device_map`` and other kwargs pass through."""
         model = load_model(AutoModelForCausalLM, path_or_id, **kwargs)
-        return cls(model, load_tokenizer(path_or_id))
+        return cls(model, load_tokenizer(path_or_id), grouped_attention=grouped_attention)
 
     @property
     def device(self) -> torch.device:
