@@ -188,8 +188,11 @@ def test_ctrl_c_exits_130_naming_resume(tiny_dirs, mini_suite, tmp_path):
     # PYTHONFAULTHANDLER: a child that has not exited two minutes after the signal (seen once, on a
     # machine running three jobs) is sent SIGABRT and prints every thread's stack, so the failure
     # shows where it hung.
+    # The child starts with SIGINT's default disposition: a test run started as a background job of
+    # a shell without job control inherits SIGINT ignored, and the sweep would then run to the end.
     child = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                             env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"})
+                             env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"},
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (journal_path(out).exists() and journal_path(out).read_text()):
         time.sleep(0.1)
