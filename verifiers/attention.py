@@ -13,11 +13,14 @@ pocket verifier, B = 8 rows, 5 query tokens, 220 cached slots, one thread: 38.7 
 ``GQA_SDPA`` names this attention for ``model.set_attn_implementation``; everything else (one query
 token, no mask, no grouping, a position bias, soft-capping) goes to transformers' own ``sdpa``, and
 masks are built exactly as for ``sdpa``. On CUDA a masked ``enable_gqa`` call falls back to the math
-kernel, so ``use_grouped_attention`` switches only models on the CPU.
+kernel, so ``use_grouped_attention`` switches only models on the CPU, and never a model whose own
+code branches on the name ``sdpa`` (``branches_on_sdpa``).
 """
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -49,13 +52,24 @@ AttentionInterface.register(GQA_SDPA, gqa_sdpa_forward)
 AttentionMaskInterface.register(GQA_SDPA, sdpa_mask)
 
 
+def branches_on_sdpa(model: Any) -> bool:
+    """Whether the model's own code treats the name ``sdpa`` specially, where another name would change
+    what it does (Falcon, GLM-5 Next). Gemma 4's one such branch is in its KV-shared layers, which a
+    model without them never reaches."""
+    source = Path(inspect.getfile(type(model))).read_text(encoding="utf-8")
+    if '_attn_implementation == "sdpa"' not in source and '_attn_implementation != "sdpa"' not in source:
+        return False
+    config = model.config.get_text_config(decoder=True)
+    return not (str(config.model_type).startswith("gemma4") and not getattr(config, "num_kv_shared_layers", 0))
+
+
 def use_grouped_attention(model: Any) -> bool:
     """Switch a CPU model on transformers' ``sdpa`` with grouped KV heads to ``GQA_SDPA``; whether it did."""
     config = model.config.get_text_config(decoder=True)
     heads, kv_heads = getattr(config, "num_attention_heads", None), getattr(config, "num_key_value_heads", None)
     grouped = heads is not None and kv_heads is not None and heads != kv_heads
     on_cpu = all(p.device.type == "cpu" for p in model.parameters())
-    if not (grouped and on_cpu and model.config._attn_implementation == "sdpa"):
+    if not (grouped and on_cpu and model.config._attn_implementation == "sdpa") or branches_on_sdpa(model):
         return False
     model.set_attn_implementation(GQA_SDPA)
     return True

@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import SHAPE
 from specdiff.verifiers import CausalLMVerifier
-from specdiff.verifiers.attention import GQA_SDPA, gqa_sdpa_forward, use_grouped_attention
+from specdiff.verifiers.attention import GQA_SDPA, branches_on_sdpa, gqa_sdpa_forward, use_grouped_attention
 from specdiff.verifiers.batched import BatchedVerifierSession
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -58,7 +58,8 @@ def test_batched_scores_equal_with_either_attention(tiny_dirs):
 
 
 def test_switch_only_where_it_applies(tiny_dirs):
-    """Only a CPU model on ``sdpa`` with grouped KV heads is switched; an eager model stays eager."""
+    """Only a CPU model on ``sdpa`` with grouped KV heads is switched, and not where the model's own
+    code branches on the name ``sdpa``; an eager model stays eager."""
     from transformers import AutoModelForCausalLM
 
     eager = AutoModelForCausalLM.from_pretrained(tiny_dirs[0], attn_implementation="eager")
@@ -67,6 +68,26 @@ def test_switch_only_where_it_applies(tiny_dirs):
     assert use_grouped_attention(model) and model.config._attn_implementation == GQA_SDPA
     assert not use_grouped_attention(model)  # already switched: nothing to do
     config = model.config.get_text_config(decoder=True)
-    config.num_key_value_heads = config.num_attention_heads  # as an ungrouped model reads
     model.set_attn_implementation("sdpa")
-    assert not use_grouped_attention(model)
+    config.num_kv_shared_layers = 2  # Gemma 4 with KV-shared layers: its code branches on "sdpa" there
+    assert branches_on_sdpa(model) and not use_grouped_attention(model)
+    config.num_kv_shared_layers = 0
+    config.num_key_value_heads = config.num_attention_heads  # as an ungrouped model reads
+    assert not branches_on_sdpa(model) and not use_grouped_attention(model)
+
+
+def test_smol_verifier_scores_through_grouped_attention(smol_f32):
+    """SmolLM2 (Llama: 9 query heads on 3 KV heads) is switched, and a masked 9-token block over a
+    300-token cache scores the same bits either way."""
+    model = smol_f32.model
+    assert model.config._attn_implementation == GQA_SDPA
+    row = torch.randint(3, smol_f32.vocab_size, (301,), generator=torch.Generator().manual_seed(2))
+    session = BatchedVerifierSession(smol_f32, [row])
+    block = torch.randint(3, smol_f32.vocab_size, (1, 9), generator=torch.Generator().manual_seed(3))
+    grouped = session.score(block)
+    session.keep(torch.zeros(1, dtype=torch.long))
+    model.set_attn_implementation("sdpa")
+    try:
+        assert torch.equal(session.score(block), grouped)
+    finally:
+        model.set_attn_implementation(GQA_SDPA)
