@@ -2,13 +2,13 @@
 
 transformers' ``sdpa`` attention (5.24) expands a grouped-query model's key and value states to
 every query head (``repeat_kv``: a copy of the layer's whole cache) whenever a forward carries an
-attention mask and more than one query token, which is every verification forward of a padded batch
-or a sliding-window model. A one-token forward (plain decoding, ``generate()``) packs the query
+attention mask and more than one query token: every verification forward (a block scored against a
+longer cache always carries a mask, a batch's padding too). A one-token forward (plain decoding, ``generate()``) packs the query
 heads instead and copies nothing, so the copy taxes exactly the forwards speculation adds. On the
 CPU, ``scaled_dot_product_attention(..., enable_gqa=True)`` takes the mask and the grouped states as
 they are and gives bit-identical outputs (``tests/verifiers/test_attention.py``); measured on the
-pocket verifier, B = 8 rows, 5 query tokens, 220 cached slots, one thread: 38.7 -> 35.7 ms a forward
-(median of 40 interleaved, ``benchmarks/gqa_attention.py``).
+pocket verifier, B = 8 rows, 5 query tokens, 220 cached slots, one thread: 25.6 -> 23.7 ms a forward
+(median of 40 interleaved, ``benchmarks/gqa_attention.py``; ``benchmarks/results/batch_bench.md``, run G).
 
 ``GQA_SDPA`` names this attention for ``model.set_attn_implementation``; everything else (one query
 token, no mask, no grouping, a position bias, soft-capping) goes to transformers' own ``sdpa``, and
