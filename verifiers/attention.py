@@ -3,8 +3,9 @@
 transformers' ``sdpa`` attention (5.24) expands a grouped-query model's key and value states to
 every query head (``repeat_kv``: a copy of the layer's whole cache) whenever a forward carries an
 attention mask and more than one query token: every verification forward (a block scored against a
-longer cache always carries a mask, a batch's padding too). A one-token forward (plain decoding, ``generate()``) packs the query
-heads instead and copies nothing, so the copy taxes exactly the forwards speculation adds. On the
+longer cache always carries a mask, a batch's padding too). A one-token forward (plain decoding,
+``generate()``) packs the query heads instead and copies nothing, so the copy taxes exactly the
+forwards speculation adds. On the
 CPU, ``scaled_dot_product_attention(..., enable_gqa=True)`` takes the mask and the grouped states as
 they are and gives bit-identical outputs (``tests/verifiers/test_attention.py``); measured on the
 pocket verifier, B = 8 rows, 5 query tokens, 220 cached slots, one thread: 25.6 -> 23.7 ms a forward
@@ -56,7 +57,10 @@ def branches_on_sdpa(model: Any) -> bool:
     """Whether the model's own code treats the name ``sdpa`` specially, where another name would change
     what it does (Falcon, GLM-5 Next). Gemma 4's one such branch is in its KV-shared layers, which a
     model without them never reaches."""
-    source = Path(inspect.getfile(type(model))).read_text(encoding="utf-8")
+    try:
+        source = Path(inspect.getfile(type(model))).read_text(encoding="utf-8")
+    except (OSError, TypeError):  # a class without a readable source file: assume it may branch
+        return True
     if '_attn_implementation == "sdpa"' not in source and '_attn_implementation != "sdpa"' not in source:
         return False
     config = model.config.get_text_config(decoder=True)
