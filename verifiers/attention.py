@@ -5,11 +5,11 @@ every query head (``repeat_kv``: a copy of the layer's whole cache) whenever a f
 attention mask and more than one query token: every verification forward (a block scored against a
 longer cache always carries a mask, a batch's padding too). A one-token forward (plain decoding,
 ``generate()``) packs the query heads instead and copies nothing, so the copy taxes exactly the
-forwards speculation adds. On the
-CPU, ``scaled_dot_product_attention(..., enable_gqa=True)`` takes the mask and the grouped states as
-they are and gives bit-identical outputs (``tests/verifiers/test_attention.py``); measured on the
-pocket verifier, B = 8 rows, 5 query tokens, 220 cached slots, one thread: 25.6 -> 23.7 ms a forward
-(median of 40 interleaved, ``benchmarks/gqa_attention.py``; ``benchmarks/results/batch_bench.md``, run G).
+forwards speculation adds. On the CPU, ``scaled_dot_product_attention(..., enable_gqa=True)`` takes
+the mask and the grouped states as they are and gives bit-identical outputs
+(``tests/verifiers/test_attention.py``). Measured on the pocket verifier, B = 8 rows, 5 query tokens,
+220 cached slots, one thread: 25.6 -> 23.7 ms a forward (median of 40 interleaved,
+``benchmarks/gqa_attention.py``; ``benchmarks/results/batch_bench.md``, run G).
 
 ``GQA_SDPA`` names this attention for ``model.set_attn_implementation``; everything else (one query
 token, no mask, no grouping, a position bias, soft-capping) goes to transformers' own ``sdpa``, and
