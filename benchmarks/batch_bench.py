@@ -65,6 +65,25 @@ def reference(verifier, prompt: list[int], max_new_tokens: int) -> list[int]:
     return hf_batched(verifier, [prompt], max_new_tokens)[0][0]
 
 
+def timed_passes(methods: dict, expected: list[list[int]], passes: int,
+                 unchecked: tuple[str, ...] = ()) -> tuple[dict[str, float], dict[str, int]]:
+    """Run each method (a callable returning its rows' tokens) once untimed, where a policy learns its
+    costs and the rows must equal ``expected`` (``unchecked`` methods skip that run), then ``passes``
+    passes in an order rotating by one each pass: seconds and tokens per method."""
+    names = list(methods)
+    for name in names:
+        if name not in unchecked and methods[name]() != expected:
+            raise SystemExit(f"{name}: a row differs from its prompt's own generate()")
+    seconds, tokens = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0)
+    for turn in range(passes):
+        for name in names[turn % len(names) :] + names[: turn % len(names)]:
+            start = time.perf_counter()
+            rows = methods[name]()
+            seconds[name] += time.perf_counter() - start
+            tokens[name] += sum(len(r) for r in rows)
+    return seconds, tokens
+
+
 def peak_rss_mib(run) -> float:
     """Peak resident memory (MiB) while ``run()`` runs: VmHWM after resetting it (Linux)."""
     with contextlib.suppress(OSError):  # without a reset the figure is the process's peak so far

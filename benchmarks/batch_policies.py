@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import torch
 
@@ -30,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     torch.set_num_threads(args.threads)
-    from batch_bench import hf_batched, reference
+    from batch_bench import hf_batched, reference, timed_passes
     from specdiff.evals.suites import load_suite
 
     from specdiff.args import GenerateArgs
@@ -51,23 +50,13 @@ def main() -> None:
     methods = {"transformers": lambda: hf_batched(decoder.verifier, prompts, args.max_new_tokens)[0],
                "BatchAdaptive": specdiff_with(BatchAdaptive())}
     methods |= {f"BatchFixed(ngram, K={k})": specdiff_with(BatchFixed(Choice.ngram(k))) for k in args.blocks}
-    names = list(methods)
-    for name in names[1:]:  # untimed: BatchAdaptive learns its costs, and every output is checked
-        if methods[name]() != expected:
-            raise SystemExit(f"{name}: a row differs from its prompt's own generate()")
-    seconds, tokens = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0)
-    for turn in range(args.passes):
-        for name in names[turn % len(names) :] + names[: turn % len(names)]:
-            start = time.perf_counter()
-            rows = methods[name]()
-            seconds[name] += time.perf_counter() - start
-            tokens[name] += sum(len(r) for r in rows)
+    seconds, tokens = timed_passes(methods, expected, args.passes, unchecked=("transformers",))
     print(f"{args.suite} suite, B = {args.batch_size}, {args.max_new_tokens} new tokens, greedy, "
           f"{args.passes} interleaved passes, {args.threads} thread(s)\n")
     print("| method | total tok/s | vs transformers' batched generate() |")
     print("|---|---|---|")
     base = tokens["transformers"] / seconds["transformers"]
-    for name in names:
+    for name in methods:
         rate = tokens[name] / seconds[name]
         print(f"| {name} | {rate:.1f} | {rate / base:.3f} |")
 

@@ -16,11 +16,12 @@ Two tables, every pair of figures measured interleaved in one process:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 
 import torch
+
+from specdiff.threads import use_threads
 
 
 def forward_table(verifier, prompts: list[torch.Tensor], widths: tuple[int, ...], trials: int) -> list[str]:
@@ -58,9 +59,8 @@ def main() -> None:
     parser.add_argument("--smol", action="store_true", help="add SmolLM2-135M's forward (needs the smol wheel)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    torch.set_num_threads(args.threads)
-    from batch_bench import hf_batched, reference
+    use_threads(args.threads)
+    from batch_bench import hf_batched, reference, timed_passes
     from specdiff.evals.suites import load_suite
     from specdiff.verifiers.attention import GQA_SDPA
 
@@ -104,23 +104,14 @@ def main() -> None:
     for impl in ("sdpa", GQA_SDPA):
         methods[f"BatchFixed(ngram, 4), {impl}"] = under(impl, batch(BatchFixed(Choice.ngram(4))))
         methods[f"BatchAdaptive, {impl}"] = under(impl, batch(BatchAdaptive()))
-    names = list(methods)
-    for name in names:  # untimed: each BatchAdaptive learns its costs, and every output is checked
-        if methods[name]() != expected:
-            raise SystemExit(f"{name}: a row differs from its prompt's own generate()")
-    seconds = dict.fromkeys(names, 0.0)
-    for turn in range(args.passes):
-        for name in names[turn % len(names) :] + names[: turn % len(names)]:
-            start = time.perf_counter()
-            methods[name]()
-            seconds[name] += time.perf_counter() - start
-    tokens = sum(len(r) for r in expected) * args.passes
+    seconds, tokens = timed_passes(methods, expected, args.passes)
     print(f"\ncode suite, B = 8, 128 new tokens, greedy, {args.passes} interleaved passes\n")
     print("| method | total tok/s | vs transformers' batched generate() |")
     print("|---|---|---|")
-    base = seconds[names[0]]
-    for name in names:
-        print(f"| {name} | {tokens / seconds[name]:.1f} | {base / seconds[name]:.3f} |")
+    base = tokens["transformers (sdpa)"] / seconds["transformers (sdpa)"]
+    for name in methods:
+        rate = tokens[name] / seconds[name]
+        print(f"| {name} | {rate:.1f} | {rate / base:.3f} |")
     model.set_attn_implementation(GQA_SDPA)
 
 

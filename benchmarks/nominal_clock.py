@@ -13,10 +13,9 @@ and the ratio to ``ar``.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-import torch
+from specdiff.threads import use_threads
 
 
 def main() -> None:
@@ -28,8 +27,7 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     from specdiff.evals.running import verifier_generate
     from specdiff.evals.suites import load_suite
 

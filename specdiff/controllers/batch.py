@@ -74,13 +74,8 @@ class BatchRoundStats:
 def nominal_batch_seconds(stats: BatchRoundStats, clock: NominalClock = nominal_seconds) -> BatchRoundStats:
     """``stats`` on a nominal clock (``specdiff.controllers.cost.NominalClock``), scaled by the rows: a
     seeded batch's policy then makes the same choices on every run."""
-    rows, verify = stats.batch_size, clock.verify_base + clock.verify_per_token * stats.batch_size * stats.scored
-    if stats.proposer is Proposer.DIFFUSION:
-        draft = clock.step * stats.denoising_steps_used + clock.draft_token * stats.block_size * rows
-    elif stats.proposer is Proposer.NGRAM:
-        draft = clock.lookup * rows
-    else:
-        draft = 0.0
+    draft, verify = clock.seconds(stats.proposer, stats.denoising_steps_used, stats.block_size, stats.scored,
+                                  rows=stats.batch_size)
     return replace(stats, draft_s=draft, verify_s=verify, other_s=0.0)
 
 

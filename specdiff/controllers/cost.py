@@ -96,15 +96,18 @@ class NominalClock:
     draft_token: float = 0.005
     lookup: float = 0.01
 
+    def seconds(self, proposer: Proposer, steps_used: int, block_size: int, tokens: int,
+                rows: int = 1) -> tuple[float, float]:
+        """A round's nominal (drafting, verifying) seconds: ``tokens`` are what the verify slope prices
+        in each row (a single row's draft tokens; a batch's tokens scored a row), ``rows`` the rows."""
+        verify = self.verify_base + self.verify_per_token * rows * tokens
+        if proposer is Proposer.DIFFUSION:
+            return self.step * steps_used + self.draft_token * block_size * rows, verify
+        return (0.0 if proposer is Proposer.PLAIN else self.lookup * rows), verify
+
     def __call__(self, stats: RoundStats) -> RoundStats:
         """``stats`` with its seconds replaced by the nominal ones (a pure function of the round)."""
-        verify = self.verify_base + self.verify_per_token * stats.proposed
-        if stats.proposer is Proposer.DIFFUSION:
-            draft = self.step * stats.denoising_steps_used + self.draft_token * stats.block_size
-        elif stats.proposer is Proposer.PLAIN:
-            draft = 0.0
-        else:
-            draft = self.lookup
+        draft, verify = self.seconds(stats.proposer, stats.denoising_steps_used, stats.block_size, stats.proposed)
         return replace(stats, draft_s=draft, verify_s=verify, other_s=0.0)
 
 
