@@ -84,6 +84,14 @@ def timed_passes(methods: dict, expected: list[list[int]], passes: int,
     return seconds, tokens
 
 
+def rate_table(seconds: dict[str, float], tokens: dict[str, int], base: str) -> str:
+    """``timed_passes``'s figures as a markdown table: total tokens/s and the ratio to method ``base``."""
+    rates = {name: tokens[name] / seconds[name] for name in seconds}
+    lines = ["| method | total tok/s | vs transformers' batched generate() |", "|---|---|---|"]
+    lines += [f"| {name} | {rate:.1f} | {rate / rates[base]:.3f} |" for name, rate in rates.items()]
+    return "\n".join(lines)
+
+
 def peak_rss_mib(run) -> float:
     """Peak resident memory (MiB) while ``run()`` runs: VmHWM after resetting it (Linux)."""
     with contextlib.suppress(OSError):  # without a reset the figure is the process's peak so far

@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     torch.set_num_threads(args.threads)
-    from batch_bench import hf_batched, reference, timed_passes
+    from batch_bench import hf_batched, rate_table, reference, timed_passes
     from specdiff.evals.suites import load_suite
 
     from specdiff.args import GenerateArgs
@@ -53,12 +53,7 @@ def main() -> None:
     seconds, tokens = timed_passes(methods, expected, args.passes, unchecked=("transformers",))
     print(f"{args.suite} suite, B = {args.batch_size}, {args.max_new_tokens} new tokens, greedy, "
           f"{args.passes} interleaved passes, {args.threads} thread(s)\n")
-    print("| method | total tok/s | vs transformers' batched generate() |")
-    print("|---|---|---|")
-    base = tokens["transformers"] / seconds["transformers"]
-    for name in methods:
-        rate = tokens[name] / seconds[name]
-        print(f"| {name} | {rate:.1f} | {rate / base:.3f} |")
+    print(rate_table(seconds, tokens, "transformers"))
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     use_threads(args.threads)
-    from batch_bench import hf_batched, reference, timed_passes
+    from batch_bench import hf_batched, rate_table, reference, timed_passes
     from specdiff.evals.suites import load_suite
     from specdiff.verifiers.attention import GQA_SDPA
 
@@ -106,12 +106,7 @@ def main() -> None:
         methods[f"BatchAdaptive, {impl}"] = under(impl, batch(BatchAdaptive()))
     seconds, tokens = timed_passes(methods, expected, args.passes)
     print(f"\ncode suite, B = 8, 128 new tokens, greedy, {args.passes} interleaved passes\n")
-    print("| method | total tok/s | vs transformers' batched generate() |")
-    print("|---|---|---|")
-    base = tokens["transformers (sdpa)"] / seconds["transformers (sdpa)"]
-    for name in methods:
-        rate = tokens[name] / seconds[name]
-        print(f"| {name} | {rate:.1f} | {rate / base:.3f} |")
+    print(rate_table(seconds, tokens, "transformers (sdpa)"))
     model.set_attn_implementation(GQA_SDPA)
 
 
