@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from specdiff.drafts.ngram import ContextSeed, context_continuation
+from specdiff.drafts.ngram import ContextSeed, context_continuations
 from transformers import DiffusionGemmaForBlockDiffusion, DynamicCache
 from transformers.models.diffusion_gemma.generation_diffusion_gemma import (
     EntropyBoundSampler,
@@ -275,10 +275,10 @@ class DiffusionDraftSession:
         seed = self.drafter.context_seed
         if seed is None:
             return noise, None
-        guesses = tuple(context_continuation(self.history[row], length, seed) for row in range(batch))
-        for row, guess in enumerate(guesses):
-            noise[row, : guess.shape[0]] = guess
-        return noise, SideReport(Proposer.NGRAM, guesses)
+        tokens, found = context_continuations([self.history[row] for row in range(batch)], length, seed)
+        noise = torch.where(found[:, None], tokens, noise)  # a row without a guess keeps its noise
+        return noise, SideReport(Proposer.NGRAM, tuple(row if hit else row[:0] for row, hit in
+                                                       zip(tokens, found.tolist(), strict=True)))
 
     @torch.no_grad()
     def propose(self, new_tokens: torch.Tensor, choice: Choice, generator: torch.Generator) -> Draft:

@@ -15,11 +15,14 @@ The diffusion drafter can also start its canvas from the same guess
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
+from specdiff.batch_drafts import RaggedDraft
 from specdiff.errors import SpecdiffError
 from specdiff.protocols import Choice, Draft, Proposer
 
@@ -64,22 +67,45 @@ def context_continuation(history: torch.Tensor, length: int, seed: ContextSeed =
         seed: the n-gram sizes to try, longest first.
 
     Returns:
-        ``[length]`` ids, or ``[0]`` when no n-gram in range recurs. When the match ends ``p``
-        tokens before the end of the history, the copy runs past the end by repeating those ``p``
-        tokens: continuing a copy of a loop of period ``p`` is the loop itself.
+        ``[length]`` ids (on the history's device), or ``[0]`` when no n-gram in range recurs. When
+        the match ends ``p`` tokens before the end of the history, the copy runs past the end by
+        repeating those ``p`` tokens: continuing a copy of a loop of period ``p`` is the loop itself.
     """
+    guess = _continuation(history.cpu().numpy(), length, seed)
+    return history[:0] if guess is None else torch.from_numpy(guess).to(history.device)
+
+
+def context_continuations(histories: Sequence[torch.Tensor], length: int,
+                          seed: ContextSeed = ContextSeed()) -> tuple[torch.Tensor, torch.Tensor]:
+    """``context_continuation`` for a batch of rows ``[T_i]``: ``[B, length]`` guesses (a row without
+    one holds zeros) and ``[B]`` bool, whether row i has one; on the first row's device."""
+    guesses = [_continuation(h.cpu().numpy(), length, seed) for h in histories]
+    tokens = np.zeros((len(guesses), length), dtype=np.int64)
+    for row, guess in enumerate(guesses):
+        if guess is not None:
+            tokens[row] = guess
+    device = histories[0].device if len(histories) else torch.device("cpu")
+    found = torch.tensor([g is not None for g in guesses], dtype=torch.bool, device=device)
+    return torch.from_numpy(tokens).to(device), found
+
+
+def _continuation(history: np.ndarray, length: int, seed: ContextSeed) -> np.ndarray | None:
+    """``context_continuation`` on a ``[T]`` array, None for no guess. On numpy, not torch: a lookup
+    over a few hundred ids is a dozen tiny array operations, and one costs about a microsecond in
+    numpy against 5-25 in torch (measured at 15 against 54 microseconds a row on the pocket code suite)."""
     total = history.shape[0]
     for n in range(seed.max_ngram, seed.min_ngram - 1, -1):
         if total <= n:
             continue
-        windows = history[: total - 1].unfold(0, n, 1)  # [T - n, n]: every n-gram ending before the last token
-        hits = (windows == history[total - n :]).all(dim=1).nonzero()
-        if hits.numel() == 0:
-            continue
-        end = int(hits[-1]) + n  # first token after the most recent match, < T
-        period = total - end
-        return history[end + torch.arange(length, device=history.device) % period]
-    return history[:0]
+        span = total - n  # the n-grams starting at 0 .. span - 1 end before the last token
+        match = history[:span] == history[span]
+        for j in range(1, n):
+            match &= history[j : span + j] == history[span + j]
+        hits = np.flatnonzero(match)
+        if hits.size:
+            end = int(hits[-1]) + n  # first token after the most recent match, < T
+            return history[end + np.arange(length) % (total - end)]
+    return None
 
 
 class NgramLookup:
@@ -107,6 +133,11 @@ class NgramLookup:
         del greedy  # the guess is deterministic either way
         return NgramSession(self, prompt_ids)
 
+    def batch_session(self, greedy: bool = True) -> NgramBatchSession:
+        """A session for a batch of rows that join and leave (``specdiff.batch_drafts.BatchDraftSession``)."""
+        del greedy
+        return NgramBatchSession(self)
+
 
 class NgramSession:
     """One generation's lookup state: every committed token, per row."""
@@ -124,7 +155,36 @@ class NgramSession:
         assert 1 <= block_size <= self.lookup.max_block_size, f"block_size {block_size} outside 1..max"
         if new_tokens.shape[1]:
             self.history = torch.cat([self.history, new_tokens.to(self.history.device)], dim=1)
-        guesses = [context_continuation(row, block_size, self.lookup.seed) for row in self.history]
-        if min(guess.shape[0] for guess in guesses) == 0:
+        tokens, found = context_continuations(list(self.history), block_size, self.lookup.seed)
+        if not bool(found.all()):
             return Draft(tokens=self.history[:, :0], probs=None)
-        return Draft(tokens=torch.stack(guesses), probs=None)
+        return Draft(tokens=tokens, probs=None)
+
+
+class NgramBatchSession:
+    """The lookup over a batch of rows (``specdiff.batch_drafts.BatchDraftSession``): every row's
+    committed tokens, and one ``context_continuations`` call a round for all of them (one call per
+    row cost 0.1 ms each, a few percent of a batch round at B = 8 on the pocket pair)."""
+
+    def __init__(self, lookup: NgramLookup) -> None:
+        self.lookup = lookup
+        self.history: list[torch.Tensor] = []  # per row [T_i]
+
+    def add_rows(self, prompts: Sequence[torch.Tensor]) -> None:
+        assert all(p.dim() == 1 and p.shape[0] >= 1 for p in prompts), "each prompt must be [T] with T >= 1"
+        self.history += list(prompts)
+
+    def remove_rows(self, keep: Sequence[int]) -> None:
+        self.history = [self.history[i] for i in keep]
+
+    def propose(self, new_tokens: Sequence[torch.Tensor], choice: Choice, generator: torch.Generator) -> RaggedDraft:
+        """Append each row's newly committed tokens ``[n_i]``; propose ``choice.block_size`` tokens for
+        every row that has a guess (one-hot), none for a row without."""
+        del generator  # nothing random
+        assert len(new_tokens) == len(self.history), "one tensor of new tokens per row"
+        block_size = choice.block_size
+        assert 1 <= block_size <= self.lookup.max_block_size, f"block_size {block_size} outside 1..max"
+        self.history = [torch.cat([h, t.to(h.device)]) if t.numel() else h
+                        for h, t in zip(self.history, new_tokens, strict=True)]
+        tokens, found = context_continuations(self.history, block_size, self.lookup.seed)
+        return RaggedDraft(Draft(tokens=tokens, probs=None), lengths=found.long().cpu() * block_size)

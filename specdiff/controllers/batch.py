@@ -184,6 +184,7 @@ class BatchAdaptive:
         self.verify = KnotFit()  # verifying seconds (bookkeeping included) against row-tokens scored
         self.widest: dict[int, int] = {}  # per batch size, the most tokens a row has had scored
         self.grid = np.array(block_grid(self.canvas_length))  # [G]
+        self.plain_and_grid = np.concatenate([[0], self.grid])  # [1 + G]: priced in one call
         self.grid_ok = self.settings.fits(self.grid)  # [R, G]
         self.steps_used = np.array([float(s) for _, s, _ in self.settings.rows])  # [R] mean steps used
         self.warmup = batch_warmup(self.settings, self.start_block_size)
@@ -214,8 +215,8 @@ class BatchAdaptive:
         cost = self.cost_for(batch)
         lookup = self.settings.is_lookup[:, None]
         seconds = cost.draft_many(self.steps_used[:, None], self.grid[None, :], lookup)
-        seconds = seconds + self.verify_seconds(batch, self.grid)[None, :]
-        return seconds, float(self.verify_seconds(batch, np.zeros(1))[0])
+        verify = self.verify_seconds(batch, self.plain_and_grid)  # [1 + G]: plain, then the grid
+        return seconds + verify[None, 1:], float(verify[0])
 
     def verify_seconds(self, batch: int, blocks: np.ndarray) -> np.ndarray:
         """Predicted verifying seconds of blocks ``[G]`` at ``batch`` rows: that batch size's own curve

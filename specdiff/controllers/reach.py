@@ -154,6 +154,9 @@ class ReachCounts:
         for rows in self.families:
             family_reached, family_proposed = reached[:, rows].sum(0), proposed[:, rows].sum(0)  # [F, P]
             pooled = pooled_reach(family_reached.sum(0), family_proposed.sum(0), self.prior, strength)
+            if self.regimes == 1:  # the one regime is every round (a batch's counts): one estimate is both
+                in_regime[rows] = overall[rows] = shrunk_reach(family_reached, family_proposed, pooled, strength)
+                continue
             # The regime's rows and the overall rows shrink toward the same estimates: one call.
             both = shrunk_reach(np.concatenate([reached[regime, rows], family_reached]),
                                 np.concatenate([proposed[regime, rows], family_proposed]), pooled, strength)

@@ -55,6 +55,50 @@ def test_lookup_matches_its_definition(history, length, ngrams):
     assert got == brute_force_continuation(history, length, seed)
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    histories=st.lists(st.lists(st.integers(0, 3), min_size=1, max_size=20), min_size=1, max_size=5),
+    length=st.integers(1, 8),
+    ngrams=st.tuples(st.integers(1, 3), st.integers(0, 2)),
+)
+def test_batched_lookup_matches_its_definition_row_by_row(histories, length, ngrams):
+    """Rows of different lengths in one call: each row's guess (or its absence) is its own."""
+    from specdiff.drafts.ngram import context_continuations
+
+    seed = ContextSeed(min_ngram=ngrams[0], max_ngram=ngrams[0] + ngrams[1])
+    tokens, found = context_continuations([torch.tensor(h) for h in histories], length, seed)
+    assert tokens.shape == (len(histories), length) and tokens.dtype == torch.long
+    for row, history in enumerate(histories):
+        expected = brute_force_continuation(history, length, seed)
+        assert bool(found[row]) == bool(expected)
+        assert (tokens[row].tolist() if found[row] else []) == expected
+
+
+def test_batched_lookup_session_proposes_each_rows_guess_as_its_single_row_session_does(verifier):
+    """The engine's batched session (rows joining, taking ragged new tokens, leaving) proposes, row
+    for row, what one single-row session per row proposes: the guess, or nothing."""
+    engine = lookup_engine(verifier)
+    prompts = [[9, 4, 5, 6, 7, 4, 5], [40, 41, 42], [3, 3, 3, 3]]
+    batched = engine.batch_session()
+    batched.add_rows([torch.tensor(p) for p in prompts[:2]])
+    singles = [engine.session(torch.tensor([p])) for p in prompts[:2]]
+    rounds = [([6], [43]), ([7, 4], [], [3]), ([], [41, 42], [3, 3])]
+    for step, new in enumerate(rounds):
+        if step == 1:  # a row joins between rounds, as BatchRun admits it
+            batched.add_rows([torch.tensor(prompts[2])])
+            singles.append(engine.session(torch.tensor([prompts[2]])))
+        ragged = batched.propose([torch.tensor(t, dtype=torch.long) for t in new], Choice.ngram(4), torch.Generator())
+        for row, (single, tokens) in enumerate(zip(singles, new, strict=True)):
+            alone = single.propose(torch.tensor([tokens], dtype=torch.long), Choice.ngram(4), torch.Generator())
+            assert ragged.row(row).tokens.tolist() == alone.tokens.tolist()
+            assert ragged.row(row).probs is None  # one-hot: the acceptance test reads the guess itself
+    assert ragged.lengths.tolist() == [4, 4, 4]
+    batched.remove_rows([2, 0])
+    again = batched.propose([torch.tensor([3]), torch.tensor([12])], Choice.ngram(2), torch.Generator())
+    assert again.lengths.tolist() == [2, 0]  # row 2's loop goes on; row 0 never saw a 12 before
+    assert again.row(0).tokens.tolist() == [[3, 3]]
+
+
 def test_bad_ngram_range_is_refused():
     with pytest.raises(ValueError, match="min_ngram"):
         ContextSeed(min_ngram=3, max_ngram=2)
