@@ -6,7 +6,7 @@ A round over a batch of B rows (each an independent generation, with its own pen
    (``specdiff.controllers.batch``); each row's block is capped so that it never drafts past its own
    ``max_new_tokens``;
 2. that proposer's batched session (``specdiff.batch_drafts``: the diffusion drafter's own, the
-   n-gram lookup's one session per row) takes each row's tokens committed since it last saw the row,
+   n-gram lookup's) takes each row's tokens committed since it last saw the row,
    and proposes for every row; a row may propose fewer tokens (a lookup without a guess proposes
    none): the draft is ragged (``RaggedDraft``);
 3. one verifier forward scores ``[pending] + draft`` for every row, ``[B, 1 + max k_i]``;

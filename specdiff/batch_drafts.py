@@ -5,9 +5,9 @@ propose fewer tokens than the block (an n-gram lookup without a guess proposes n
 proposal is a ``RaggedDraft``: the tokens padded to ``[B, K]`` and each row's length.
 
 ``batch_draft_session(engine, greedy)`` gives the engine's own batched session where it has one
-(``engine.batch_session``: the diffusion drafter's is ``specdiff.drafts.batched_diffusion``), and
-otherwise ``PerRowDraftSessions``, one single-row session per row, proposed row by row: correct for
-any engine (the n-gram lookup, which runs no model, loses nothing by it). The verifier's batched
+(``engine.batch_session``: the diffusion drafter's is ``specdiff.drafts.batched_diffusion``, the
+n-gram lookup's ``specdiff.drafts.ngram.NgramBatchSession``), and otherwise ``PerRowDraftSessions``,
+one single-row session per row, proposed row by row: correct for any engine. The verifier's batched
 session (``BatchVerifierSession``) is the adapter's ``batch_session()``
 (``specdiff.verifiers.batched``). Everything here is the core's: adapters implement these protocols.
 """
