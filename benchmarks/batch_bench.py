@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import time
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import torch
 
 from specdiff.controllers import PLAIN
 from specdiff.controllers.batch import BatchFixed
+from specdiff.threads import use_threads
 
 
 def chunks(items: list, size: int) -> list[list]:
@@ -112,8 +112,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     from specdiff.evals.suites import load_suite
 
     from specdiff.loaders import load_pocket

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import statistics
 import time
 
 import torch
+
+from specdiff.threads import use_threads
 
 
 def median_ms(times: list[float]) -> float:
@@ -111,8 +112,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     from specdiff.evals.suites import load_suite
 
     from specdiff.loaders import load_pocket

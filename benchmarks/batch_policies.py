@@ -13,9 +13,8 @@ specdiff row is checked against the verifier's own ``generate()`` of its prompt 
 from __future__ import annotations
 
 import argparse
-import os
 
-import torch
+from specdiff.threads import use_threads
 
 
 def main() -> None:
@@ -27,8 +26,7 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     from batch_bench import hf_batched, rate_table, reference, timed_passes
     from specdiff.evals.suites import load_suite
 
