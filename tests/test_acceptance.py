@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 from helpers import chi2_pvalue
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from specdiff.acceptance import accepted_prefix_length, greedy_accept, stochastic_accept
@@ -73,11 +73,15 @@ def brute_force_first_token(draft_probs: torch.Tensor, target_probs: torch.Tenso
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), k=st.integers(1, 3), vocab=st.integers(2, 5))
+@example(seed=234, k=3, vocab=2)
 def test_brute_force_reference_equals_target(seed, k, vocab):
-    """The rule's exact law (enumerated) is the target's, for arbitrary draft distributions."""
+    """The rule's exact law (enumerated) is the target's, for arbitrary draft distributions.
+
+    In float64: a float32 softmax sums to 1 only within ~1e-7, while the law's rejected mass is
+    ``1 - accepted`` exactly, so a float32 target misses the 1e-9 tolerance on some draws (seed 234)."""
     gen = torch.Generator().manual_seed(seed)
-    draft = torch.softmax(3 * torch.randn(k, vocab, generator=gen), dim=-1)
-    target = torch.softmax(3 * torch.randn(k + 1, vocab, generator=gen), dim=-1)
+    draft = torch.softmax(3 * torch.randn(k, vocab, generator=gen, dtype=torch.float64), dim=-1)
+    target = torch.softmax(3 * torch.randn(k + 1, vocab, generator=gen, dtype=torch.float64), dim=-1)
     assert torch.allclose(brute_force_first_token(draft, target), target[0].double(), atol=1e-9)
 
 
