@@ -9,7 +9,8 @@
    (the re-alignment). Each measurement rolls back to the warm cache, so the cache never grows.
 2. A B=8 ``generate_batch`` at ``--max-new-tokens``, timed by the loop itself (``BatchRoundStats``):
    per proposer, block and batch size, rounds, milliseconds drafting / verifying / the rest, committed
-   tokens a round; and the prefill. Greedy, the decoder's own batch policy.
+   tokens a round; the prefill; and the batch policy's own ``choose`` and ``observe`` a round.
+   Greedy, the decoder's own batch policy.
 
 Medians of ``--repeats`` interleaved passes; the machine is shared, so read ratios, not absolutes.
 """
@@ -84,6 +85,14 @@ def round_profile(decoder, prompts: list[list[int]], max_new_tokens: int) -> Non
     run = BatchRun(decoder, GenerateArgs(max_new_tokens=max_new_tokens))
     for p in prompts:
         run.add_ids(p)
+    policy_s = dict.fromkeys(("choose", "observe"), 0.0)  # the policy's own time, which no stats field holds
+    for name in policy_s:
+        def timed(*args, _method=getattr(run.policy, name), _name=name):
+            began = time.perf_counter()
+            out = _method(*args)
+            policy_s[_name] += time.perf_counter() - began
+            return out
+        setattr(run.policy, name, timed)
     start = time.perf_counter()
     run._admit()
     prefill = time.perf_counter() - start
@@ -102,6 +111,10 @@ def round_profile(decoder, prompts: list[list[int]], max_new_tokens: int) -> Non
         print(f"| {proposer} | {k} | {b} | {n} | {draft:.1f} | {verify:.1f} | "
               f"{rest:.1f} | {sum(sum(s.committed) for s in rounds) / n:.1f} | "
               f"{sum(s.total_s for s in rounds):.2f} |")
+    count = sum(len(rounds) for rounds in groups.values())
+    choose, observe = (1e3 * policy_s[name] / count for name in ("choose", "observe"))
+    print(f"\nthe batch policy ({type(run.policy).__name__}), a round: choose {choose:.2f} ms, "
+          f"observe {observe:.2f} ms ({count} rounds)")
 
 
 def main() -> None:

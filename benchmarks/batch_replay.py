@@ -19,12 +19,12 @@ that sets when a closed batch ends).
 The cost model: the verifier's forward ``a + b * B + c * B * S`` milliseconds for B rows of S scored
 tokens, fitted here on timed forwards against a warm cache (B = 1, 8; S = 1, 4, 16; medians); the
 rest from ``docs/batching.md``'s profile: the rollback 2.4 ms when rows keep different counts (0.4
-otherwise), 1.6 ms of bookkeeping a round, the lookup 0.05 ms a row (its batched session; one
-session per row cost 0.15), a model round ``8 + 7 * B`` ms a denoising step plus 8 ms. The drafter's
-acceptance is not replayed (its canvases depend on the drafter's state): a model draft position is
-taken right with chance 0.45 at the first position and 0.2 after, about the pocket drafter's (it
-rarely runs at B = 8, where a round costs 3-4 plain ones). Prefill is left out (the same for every
-method), so the ratios are those of the decoding rounds.
+otherwise), 1.6 ms of bookkeeping a round, the lookup 0.07 ms a row (its batched session: 0.5-0.7 ms
+a B = 8 round in ``batch_costs.py``; one session per row cost 0.15), a model round ``8 + 7 * B`` ms
+a denoising step plus 8 ms. The drafter's acceptance is not replayed (its canvases depend on the
+drafter's state): a model draft position is taken right with chance 0.45 at the first position and
+0.2 after, about the pocket drafter's (it rarely runs at B = 8, where a round costs 3-4 plain ones).
+Prefill is left out (the same for every method), so the ratios are those of the decoding rounds.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class RoundCost:
     rollback_ragged: float = 2.4
     rollback_same: float = 0.4
     other: float = 1.6
-    lookup_per_row: float = 0.05
+    lookup_per_row: float = 0.07
 
     def forward(self, rows: int, scored: int) -> float:
         return self.base + self.per_row * rows + self.per_row_token * rows * scored
