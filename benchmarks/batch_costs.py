@@ -5,7 +5,7 @@
 1. The verifier's forward over ``[B, K]`` new tokens against a warm cache (the code suite's first B
    prompts prefilled, so rows of different lengths), for B in ``--sizes`` and K in ``--blocks``:
    median milliseconds, and the same per token scored. Then the rollback after it
-   (``RaggedCache.keep``): every row keeping the same count (a crop) and rows keeping different counts
+   (``RowBuffers.keep``): every row keeping the same count (a crop) and rows keeping different counts
    (the re-alignment). Each measurement rolls back to the warm cache, so the cache never grows.
 2. A B=8 ``generate_batch`` at ``--max-new-tokens``, timed by the loop itself (``BatchRoundStats``):
    per proposer, block and batch size, rounds, milliseconds drafting / verifying / the rest, committed
@@ -64,17 +64,16 @@ def forward_costs(decoder, prompts: list[list[int]], sizes: list[int], blocks: l
 
 
 def snapshot(rows) -> tuple:
-    """A ``RaggedCache``'s tensors (its methods replace them, never write into them)."""
-    layers = [(layer.keys, layer.values, getattr(layer, "cumulative_length", None)) for layer in rows.cache.layers]
-    return layers, rows.mask, rows.lengths
+    """A ``RowBuffers``' bookkeeping: its lengths and each ring's record of positions. A block's writes
+    destroy no state a query can still reach, so restoring these undoes the block."""
+    rings = {w: layout.positions.clone() for w, layout in rows.layouts.items() if hasattr(layout, "positions")}
+    return rows.lengths.clone(), rings
 
 
 def restore(rows, saved: tuple) -> None:
-    layers, rows.mask, rows.lengths = saved
-    for layer, (keys, values, length) in zip(rows.cache.layers, layers, strict=True):
-        layer.keys, layer.values = keys, values
-        if length is not None:
-            layer.cumulative_length = length
+    rows.lengths, rings = saved
+    for window, positions in rings.items():
+        rows.layouts[window].positions = positions
 
 
 def round_profile(decoder, prompts: list[list[int]], max_new_tokens: int) -> None:

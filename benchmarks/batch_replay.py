@@ -18,10 +18,11 @@ that sets when a closed batch ends).
 
 The cost model: the verifier's forward ``a + b * B + c * B * S`` milliseconds for B rows of S scored
 tokens, fitted here on timed forwards against a warm cache (B = 1, 8; S = 1, 4, 16; medians); the
-rest from ``docs/batching.md``'s profile: the rollback 2.4 ms when rows keep different counts (0.4
-otherwise), 1.6 ms of bookkeeping a round, the lookup 0.07 ms a row (its batched session: 0.5-0.7 ms
-a B = 8 round in ``batch_costs.py``; one session per row cost 0.15), a model round ``8 + 7 * B`` ms
-a denoising step plus 8 ms. The drafter's acceptance is not replayed (its canvases depend on the
+rest from ``docs/batching.md``'s profile: the rollback 0.12 ms (``RowBuffers``; 2.4 ms when rows kept
+different counts with the right-aligned cache before it, 0.4 otherwise), 1.6 ms of bookkeeping a
+round, the lookup 0.07 ms a row (its batched session: 0.5-0.7 ms a B = 8 round in
+``batch_costs.py``; one session per row cost 0.15), a model round ``8 + 7 * B`` ms a denoising step
+plus 8 ms. The drafter's acceptance is not replayed (its canvases depend on the
 drafter's state): a model draft position is taken right with chance 0.45 at the first position and
 0.2 after, about the pocket drafter's (it rarely runs at B = 8, where a round costs 3-4 plain ones).
 Prefill is left out (the same for every method), so the ratios are those of the decoding rounds.
@@ -48,8 +49,7 @@ class RoundCost:
     base: float
     per_row: float
     per_row_token: float
-    rollback_ragged: float = 2.4
-    rollback_same: float = 0.4
+    rollback: float = 0.12
     other: float = 1.6
     lookup_per_row: float = 0.07
 
@@ -118,8 +118,7 @@ def replay(policy, prompts: list[list[int]], outputs: list[list[int]], limits, m
         # A lookup round in which no row guessed stays a lookup round (as in the decoder), a plain forward.
         kind = choice.proposer if width or (choice.proposer is Proposer.NGRAM and max(caps) > 0) else Proposer.PLAIN
         drafted = kind is not Proposer.PLAIN
-        verify = cost.forward(rows, 1 + width) + (
-            cost.rollback_ragged if width and len(set(committed)) > 1 else cost.rollback_same)
+        verify = cost.forward(rows, 1 + width) + cost.rollback
         draft = {Proposer.NGRAM: cost.lookup_per_row * rows, Proposer.PLAIN: 0.0}.get(
             kind, cost.model_draft(rows, choice.denoising_steps))
         seconds += (verify + draft + cost.other) / 1e3

@@ -12,7 +12,7 @@ A round over a batch of B rows (each an independent generation, with its own pen
 3. one verifier forward scores ``[pending] + draft`` for every row, ``[B, 1 + max k_i]``;
 4. each row's acceptance test runs on its own block (the rule of ``specdiff.acceptance``), keeps its
    own prefix and adds one verifier token; EOS and ``max_new_tokens`` cut it as in ``generate``;
-5. the verifier's cache rolls back per row (``specdiff.ragged_cache``); finished rows leave the batch.
+5. the verifier's cache rolls back per row (``specdiff.row_buffers``); finished rows leave the batch.
 
 Rows join between rounds (``BatchRun.add``) and leave when they finish or are cancelled
 (``BatchRun.cancel``): that is all a server's continuous batching needs. One generator, seeded once,

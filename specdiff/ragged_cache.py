@@ -1,5 +1,9 @@
 """Per-row KV caches held in one batched ``DynamicCache``: rows right-aligned, padding on the left.
 
+The diffusion drafter's encoder cache (``drafts/batched_diffusion.py``), whose decoder reads each layer's
+keys as one tensor; the verifier's rows live in ``specdiff.row_buffers``, which rolls back without
+moving states.
+
 A batch of sequences of different lengths shares one cache tensor per layer, ``[B, H, S, D]``. Every
 row's states sit at the right end of the slot axis with padding before them, a 2D mask ``[B, L]``
 (True: a real token) says which slots are real, and each row's RoPE positions are its own count of

@@ -1,14 +1,14 @@
 """The verifier over a batch of rows: one forward scores every row's block, each row keeps its own prefix.
 
-Rows are independent sequences of different lengths in one ``RaggedCache`` (``specdiff.ragged_cache``:
-right-aligned rows, left padding, a 2D mask, per-row positions). As in the single-row session, each
+Rows are independent sequences of different lengths in one ``RowBuffers`` cache (``specdiff.row_buffers``:
+each row's states stay where they were written, a rollback only shortens a row). As in the single-row session, each
 row holds back its newest committed token (the *pending* token): a round scores
 ``[pending] + draft`` for every row, ``[B, 1 + K]``, where a row with a shorter draft fills the rest
 of the block with any token (its unused slots come after its real ones, so no real query sees them),
 and ``keep`` rolls each row back to its own accepted length.
 
 Rows join between rounds (``add_rows``: their prompts are prefilled in a batch of their own, then
-right-aligned into the running cache) and leave when they finish (``remove_rows``).
+stacked after the running rows) and leave when they finish (``remove_rows``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from specdiff.ragged_cache import RaggedCache
+from specdiff.row_buffers import RowBuffers
 
 
 class BatchedVerifierSession:
@@ -29,7 +29,8 @@ class BatchedVerifierSession:
         self.device = verifier.device
         self.config = self.model.config.get_text_config(decoder=True)
         self.pad_id = 0  # fills unused block slots; never seen by a real token
-        self.rows = RaggedCache(self.config, self.device)
+        self.attention = self.model.config._attn_implementation
+        self.rows = self.new_rows()
         if prompts:
             self.add_rows(prompts)
 
@@ -37,8 +38,12 @@ class BatchedVerifierSession:
     def batch_size(self) -> int:
         return self.rows.batch_size
 
-    def _forward(self, rows: RaggedCache, tokens: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        inputs = rows.block_inputs(tokens.shape[1])
+    def new_rows(self, batch: int = 0) -> RowBuffers:
+        return RowBuffers(self.config, self.device, batch=batch, attention=self.attention)
+
+    def _forward(self, rows: RowBuffers, tokens: torch.Tensor, valid: torch.Tensor | None = None,
+                 **kwargs: Any) -> torch.Tensor:
+        inputs = rows.block_inputs(tokens.shape[1], valid)
         out = self.model(input_ids=tokens, cache=rows.cache, use_cache=True, **inputs, **kwargs)
         return out.logits
 
@@ -47,7 +52,7 @@ class BatchedVerifierSession:
         """Append rows after the current ones, each from a prompt ``[T]`` (T >= 1): all but its last
         token go into the cache, the last becomes the row's pending token (the caller keeps it)."""
         assert all(p.dim() == 1 and p.shape[0] >= 1 for p in prompts), "each prompt must be [T] with T >= 1"
-        fresh = RaggedCache(self.config, self.device, batch=len(prompts))
+        fresh = self.new_rows(len(prompts))
         widths = torch.tensor([p.shape[0] - 1 for p in prompts], dtype=torch.long)
         width = int(widths.max())
         if width > 0:
@@ -55,7 +60,7 @@ class BatchedVerifierSession:
             for row, prompt in enumerate(prompts):
                 block[row, : prompt.shape[0] - 1] = prompt[:-1].to(self.device)
             # Only the cache is wanted: one position of logits, not the LM head over every prompt token.
-            self._forward(fresh, block, logits_to_keep=1)
+            self._forward(fresh, block, widths, logits_to_keep=1)
             fresh.keep(widths)
         self.rows.extend(fresh)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from helpers import CANVAS, SHAPE
 from specdiff.drafts.diffusion_gemma import DiffusionDraftSession, ProposalMode
@@ -9,6 +10,7 @@ from specdiff.verifiers.batched import BatchedVerifierSession
 
 from specdiff.protocols import Choice
 from specdiff.ragged_cache import fit_right, shift_right
+from specdiff.row_buffers import NO_POSITION, ring_slots, visible
 
 
 def test_shift_right_and_fit_right_tables():
@@ -20,14 +22,34 @@ def test_shift_right_and_fit_right_tables():
     assert fit_right(states, 5)[:, 0, :, 0].tolist() == [[0, 0, 1, 2, 3], [0, 4, 5, 6, 7]]
 
 
+def test_visible_and_ring_slots_tables():
+    keys = torch.tensor([[0, 1, 2, 3, NO_POSITION]])
+    seen = visible(keys, torch.tensor([[2, 3]]), window=None)[0, 0].int().tolist()
+    assert seen == [[1, 1, 1, 0, 1], [1, 1, 1, 1, 1]]  # causal only: an empty slot needs a window to hide
+    seen = visible(keys, torch.tensor([[2, 3]]), window=2)[0, 0].int().tolist()
+    assert seen == [[0, 1, 1, 0, 0], [0, 0, 1, 1, 0]]  # (p - 2, p]
+    assert ring_slots(torch.tensor([0, 5, 6, 13]), 6).tolist() == [0, 5, 0, 1]
+
+
 def full_logits(model, tokens: list[int]) -> torch.Tensor:
     with torch.no_grad():
         return model(input_ids=torch.tensor([tokens])).logits[0].float()  # [T, V]
 
 
-def test_verifier_rollback_per_row_matches_recomputation(verifier):
-    """Random ragged blocks and per-row keeps for 30 rounds (rows join and leave), every row going
-    far past the sliding window (16): each row's scores equal a fresh forward over its own tokens."""
+@pytest.fixture(params=["sdpa", "eager"])
+def attention_verifier(verifier, request):
+    """The tiny verifier under each attention the batched cache builds masks for (boolean, additive)."""
+    before = verifier.model.config._attn_implementation
+    verifier.model.set_attn_implementation(request.param if request.param == "eager" else before)
+    yield verifier
+    verifier.model.set_attn_implementation(before)
+
+
+def test_verifier_rollback_per_row_matches_recomputation(attention_verifier):
+    """Random ragged blocks and per-row keeps for 30 rounds (rows join and leave, the rings grow and
+    shrink), every row going far past the sliding window (16): each row's scores equal a fresh
+    forward over its own tokens."""
+    verifier = attention_verifier
     gen = torch.Generator().manual_seed(0)
     prompts = [torch.randint(3, SHAPE.vocab_size, (n,), generator=gen) for n in (1, 6, 2 * SHAPE.sliding_window)]
     session = BatchedVerifierSession(verifier, prompts)
@@ -35,6 +57,8 @@ def test_verifier_rollback_per_row_matches_recomputation(verifier):
     checked = 0
     for round_index in range(30):
         ks = torch.randint(0, 7, (len(rows),), generator=gen).tolist()
+        if round_index == 15:  # a wide block: the rings grow, and shrink again after it
+            ks[0] = 20
         block = torch.zeros(len(rows), 1 + max(ks), dtype=torch.long)
         drafts = [torch.randint(3, SHAPE.vocab_size, (k,), generator=gen).tolist() for k in ks]
         for i, (row, draft) in enumerate(zip(rows, drafts, strict=True)):
@@ -56,8 +80,8 @@ def test_verifier_rollback_per_row_matches_recomputation(verifier):
             session.remove_rows([1, 2, 3])
             rows = rows[1:]
     assert checked > 80 and min(len(r) for r in rows) > 3 * SHAPE.sliding_window
-    # Compaction: no slot is padding in every row.
-    assert bool(session.rows.mask.any(dim=0).all())
+    ring, window = session.rows.layouts[SHAPE.sliding_window], SHAPE.sliding_window
+    assert window - 1 + block.shape[1] <= ring.size <= window - 1 + 2 * block.shape[1]  # sized to the blocks
     assert session.rows.lengths.tolist() == [len(r) - 1 for r in rows]
 
 
@@ -95,3 +119,12 @@ def test_drafter_encoder_cache_per_row_matches_single_sessions(drafter):
     assert min(s.encoded_length for s in singles) > 2 * SHAPE.sliding_window
     batched.remove_rows([2, 0])
     assert batched.rows.lengths.tolist() == [singles[2].encoded_length, singles[0].encoded_length]
+
+
+def test_row_buffers_refuse_an_attention_they_build_no_masks_for(verifier):
+    from specdiff.errors import SpecdiffError
+    from specdiff.row_buffers import RowBuffers
+
+    config = verifier.model.config.get_text_config(decoder=True)
+    with pytest.raises(SpecdiffError, match="attn_implementation='sdpa'"):
+        RowBuffers(config, torch.device("cpu"), attention="flash_attention_2")
