@@ -26,10 +26,10 @@ The masks are built here, 4D boolean (``sdpa``) or additive (``eager``) ``[B, 1,
 layer type, and handed to the model, which then builds none (transformers' convention for masks
 prepared ahead, as ``generate`` does).
 
-Against ``specdiff.ragged_cache`` (rows right-aligned in a ``DynamicCache``; still the diffusion
-drafter's, whose decoder concatenates each layer's cached keys with its canvas and so would read a
-ring's slots out of order): there a ragged rollback gathers every layer's cache to re-align the rows
-and every forward's ``torch.cat`` copies it again; here nothing moves. Figures: ``docs/batching.md``.
+The diffusion drafter's decoder reads the cache its own way (each layer's keys concatenated with the
+canvas's): ``drafts/batched_diffusion.py`` hands it views and masks of its own. Against the cache
+this replaced (rows right-aligned in a ``DynamicCache``, where a ragged rollback gathered every
+layer's cache to re-align the rows): ``docs/batching.md``.
 """
 
 from __future__ import annotations
@@ -336,11 +336,6 @@ class RowBuffers(Cache):
     def batch_size(self) -> int:
         return int(self.lengths.shape[0])
 
-    @property
-    def cache(self) -> RowBuffers:
-        """What a model's forward takes as ``cache=`` (this object; the name matches ``RaggedCache``)."""
-        return self
-
     def layers_of(self, layout: LinearLayout | RingLayout) -> list[RowBufferLayer]:
         return [layer for layer in self.layers if layer.layout is layout]
 
@@ -351,7 +346,7 @@ class RowBuffers(Cache):
         assert self.block == 0, "keep() the last block before appending another"
         assert width >= 1
         assert valid is None or self.seq_length() == 0, "a prefill goes into an empty cache"
-        masks = {window: self._mask(layout.prepare(self.layers_of(layout), width, valid))
+        masks = {window: self.as_mask(layout.prepare(self.layers_of(layout), width, valid))
                  for window, layout in self.layouts.items()}
         self.block, self.prefill_valid = width, valid
         kinds = list(dict.fromkeys(self.types))
@@ -359,7 +354,8 @@ class RowBuffers(Cache):
                      if len(kinds) > 1 else masks[self.windows[0]])
         return {"attention_mask": mask, "position_ids": block_positions(self.lengths, width)}
 
-    def _mask(self, seen: torch.Tensor) -> torch.Tensor:
+    def as_mask(self, seen: torch.Tensor) -> torch.Tensor:
+        """A boolean mask (True: attend) in the form this cache's attention takes."""
         if not self.additive:
             return seen
         additive = torch.zeros(seen.shape, dtype=torch.float32, device=self.device)

@@ -44,7 +44,7 @@ class BatchedVerifierSession:
     def _forward(self, rows: RowBuffers, tokens: torch.Tensor, valid: torch.Tensor | None = None,
                  **kwargs: Any) -> torch.Tensor:
         inputs = rows.block_inputs(tokens.shape[1], valid)
-        out = self.model(input_ids=tokens, cache=rows.cache, use_cache=True, **inputs, **kwargs)
+        out = self.model(input_ids=tokens, cache=rows, use_cache=True, **inputs, **kwargs)
         return out.logits
 
     @torch.no_grad()

@@ -9,17 +9,7 @@ from specdiff.drafts.diffusion_gemma import DiffusionDraftSession, ProposalMode
 from specdiff.verifiers.batched import BatchedVerifierSession
 
 from specdiff.protocols import Choice
-from specdiff.ragged_cache import fit_right, shift_right
 from specdiff.row_buffers import NO_POSITION, ring_slots, visible
-
-
-def test_shift_right_and_fit_right_tables():
-    mask = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
-    assert shift_right(mask, torch.tensor([0, 2])).tolist() == [[1, 2, 3, 4], [0, 0, 5, 6]]
-    states = torch.arange(8.0).reshape(2, 1, 4, 1)
-    assert shift_right(states, torch.tensor([1, 0]))[:, 0, :, 0].tolist() == [[0, 0, 1, 2], [4, 5, 6, 7]]
-    assert fit_right(states, 2)[:, 0, :, 0].tolist() == [[2, 3], [6, 7]]
-    assert fit_right(states, 5)[:, 0, :, 0].tolist() == [[0, 0, 1, 2, 3], [0, 4, 5, 6, 7]]
 
 
 def test_visible_and_ring_slots_tables():
@@ -93,7 +83,7 @@ def decoder_read(drafter, cache, mask, positions, canvas) -> torch.Tensor:
 
 def test_drafter_encoder_cache_per_row_matches_single_sessions(drafter):
     """Rows commit different counts each round; the batched encoder cache gives each row the encoder
-    logits and the decoder read of its own single-row session, past the sliding window."""
+    logits and the decoder read of its own single-row session, past the sliding window, a row joining."""
     gen = torch.Generator().manual_seed(1)
     prompts = [torch.randint(3, SHAPE.vocab_size, (n,), generator=gen) for n in (3, 20, 9)]
     batched = drafter.batch_session(greedy=True)
@@ -101,12 +91,17 @@ def test_drafter_encoder_cache_per_row_matches_single_sessions(drafter):
     singles = [DiffusionDraftSession(drafter, p[None], ProposalMode.ARGMAX) for p in prompts]
     new = [p[:0] for p in prompts]
     for round_index in range(10):
+        if round_index == 4:  # a row joins a running batch: its prompt is a wide block, the rings grow
+            prompts.append(torch.randint(3, SHAPE.vocab_size, (30,), generator=gen))
+            batched.add_rows(prompts[-1:])
+            singles.append(DiffusionDraftSession(drafter, prompts[-1][None], ProposalMode.ARGMAX))
+            new.append(prompts[-1][:0])
         batched.propose(new, Choice.diffusion(4, 1), torch.Generator().manual_seed(round_index))
         canvas = torch.randint(3, SHAPE.vocab_size, (1, CANVAS), generator=gen)
         rows = batched.rows
-        mask = torch.cat([rows.mask, torch.ones(len(singles), CANVAS, dtype=torch.bool)], dim=1)
-        positions = rows.lengths[:, None] + torch.arange(CANVAS)[None]
-        batch_read = decoder_read(drafter, rows.cache, mask, positions, canvas.expand(len(singles), -1))
+        reads = batched.decoder_inputs()
+        batch_read = decoder_read(drafter, reads["cache"], reads["decoder_attention_mask"],
+                                  reads["decoder_position_ids"], canvas.expand(len(singles), -1))
         for i, single in enumerate(singles):
             single.propose(new[i][None], Choice.diffusion(4, 1), torch.Generator().manual_seed(99))
             torch.testing.assert_close(batched.next_logits[i], single.next_logits[0], atol=1e-4, rtol=1e-4)
