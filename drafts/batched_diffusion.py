@@ -30,7 +30,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 from specdiff.batch_drafts import RaggedDraft
 from specdiff.errors import SpecdiffError
 from specdiff.protocols import Choice
-from specdiff.row_buffers import RowBuffers
+from specdiff.row_buffers import RowBuffers, block_positions
 
 
 def committed_view(rows: RowBuffers) -> Cache:
@@ -139,7 +139,7 @@ class BatchedDiffusionSession(DiffusionDraftSession):
         """The decoder's reading of the committed states: the cache view, masks and canvas positions."""
         canvas = self.drafter.canvas_length
         return {"cache": committed_view(self.rows), "decoder_attention_mask": canvas_masks(self.rows, canvas),
-                "decoder_position_ids": self.rows.lengths[:, None] + torch.arange(canvas, device=self.device)[None]}
+                "decoder_position_ids": block_positions(self.rows.lengths, canvas)}
 
     def _encode(self, pending: list[torch.Tensor], widths: torch.Tensor) -> None:
         """Append each row's pending tokens to the encoder cache as one ragged block, keep ``widths``."""

@@ -186,17 +186,17 @@ class Layout:
 class LinearLayout(Layout):
     """Full-attention layers: row i's position p in slot p of ``[B, H, size, D]``."""
 
-    def prepare(self, layers: list[RowBufferLayer], width: int, valid: torch.Tensor | None) -> torch.Tensor:
-        """Plan a block of ``width``; grow the buffers if it would pass their end. Returns the mask."""
-        lengths = self.owner.lengths
-        end = self.owner.seq_length() + width
+    def prepare(self, layers: list[RowBufferLayer], queries: torch.Tensor,
+                valid: torch.Tensor | None) -> torch.Tensor:
+        """Plan a block at positions ``queries`` ``[B, Q]``; grow the buffers if it would pass their end.
+        Returns the mask."""
+        end = self.owner.seq_length() + queries.shape[1]
         if end > self.size:
             self.resize(layers, None, end + GROWTH)
-        queries = block_positions(lengths, width)
         self.plan, self.indices = Plan(slots=queries, stored=None, view=None if valid is not None else end), {}
         if valid is not None:
             return visible(queries, queries, None)
-        keys = torch.arange(end, device=lengths.device).expand(lengths.shape[0], -1)
+        keys = torch.arange(end, device=queries.device).expand(queries.shape[0], -1)
         return visible(keys, queries, None)
 
     def resize(self, layers: list[RowBufferLayer], rows: torch.Tensor | None, size: int) -> None:
@@ -220,14 +220,15 @@ class RingLayout(Layout):
         self.positions = torch.full((owner.batch_size, self.size), NO_POSITION, dtype=torch.long,
                                     device=owner.device)
 
-    def prepare(self, layers: list[RowBufferLayer], width: int, valid: torch.Tensor | None) -> torch.Tensor:
-        """Plan a block of ``width`` (``valid``: a prefill's real tokens a row). Returns the mask."""
-        lengths, window = self.owner.lengths, self.window
-        queries = block_positions(lengths, width)
+    def prepare(self, layers: list[RowBufferLayer], queries: torch.Tensor,
+                valid: torch.Tensor | None) -> torch.Tensor:
+        """Plan a block at positions ``queries`` ``[B, Q]`` (``valid``: a prefill's real tokens a row).
+        Returns the mask."""
+        window, width = self.window, queries.shape[1]
         self.indices = {}
         if valid is not None:
             # Only each row's last W - 1 real states: all that later queries can reach.
-            offsets = torch.arange(width, device=lengths.device)[None]
+            offsets = torch.arange(width, device=queries.device)[None]
             stored = (offsets < valid[:, None]) & (offsets >= valid[:, None] - (window - 1))
             self.plan = Plan(slots=ring_slots(queries, self.size), stored=stored, view=None)
             self._record(queries, stored)
@@ -239,8 +240,8 @@ class RingLayout(Layout):
         return visible(self.positions, queries, window)
 
     def _record(self, queries: torch.Tensor, stored: torch.Tensor | None) -> None:
-        """Note which position each written slot now holds."""
-        slots = ring_slots(queries, self.size)
+        """Note which position each slot the plan writes now holds."""
+        slots = self.plan.slots
         if stored is None:
             self.positions.scatter_(1, slots, queries)
         else:
@@ -346,13 +347,14 @@ class RowBuffers(Cache):
         assert self.block == 0, "keep() the last block before appending another"
         assert width >= 1
         assert valid is None or self.seq_length() == 0, "a prefill goes into an empty cache"
-        masks = {window: self.as_mask(layout.prepare(self.layers_of(layout), width, valid))
+        queries = block_positions(self.lengths, width)
+        masks = {window: self.as_mask(layout.prepare(self.layers_of(layout), queries, valid))
                  for window, layout in self.layouts.items()}
         self.block, self.prefill_valid = width, valid
         kinds = list(dict.fromkeys(self.types))
         mask: Any = ({kind: masks[self.windows[self.types.index(kind)]] for kind in kinds}
                      if len(kinds) > 1 else masks[self.windows[0]])
-        return {"attention_mask": mask, "position_ids": block_positions(self.lengths, width)}
+        return {"attention_mask": mask, "position_ids": queries}
 
     def as_mask(self, seen: torch.Tensor) -> torch.Tensor:
         """A boolean mask (True: attend) in the form this cache's attention takes."""
